@@ -1,0 +1,86 @@
+"""Helpers the tests share: contexts as archives, submitting builds, waiting for them."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import tarfile
+import time
+import zipfile
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+
+FINISHED = {"succeeded", "failed", "cancelled", "interrupted", "timed_out"}
+MTIME = 1_700_000_000
+
+
+def tar_bytes(files: dict[str, bytes | str], *, mode: int = 0o644, fmt: int = tarfile.GNU_FORMAT) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=fmt) as tar:
+        for name, data in sorted(files.items()):
+            raw = data.encode() if isinstance(data, str) else data
+            info = tarfile.TarInfo(name)
+            info.size = len(raw)
+            info.mode = mode
+            info.mtime = MTIME
+            tar.addfile(info, io.BytesIO(raw))
+    return buf.getvalue()
+
+
+def targz_bytes(files: dict[str, bytes | str]) -> bytes:
+    return gzip.compress(tar_bytes(files), mtime=0)
+
+
+def zip_bytes(files: dict[str, bytes | str]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in sorted(files.items()):
+            info = zipfile.ZipInfo(name, date_time=time.gmtime(MTIME)[:6])
+            info.external_attr = (0o100644 << 16)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, data)
+    return buf.getvalue()
+
+
+def submit(client: FlaskClient, archive: bytes | None = None, *, filename: str = "context.tar",
+           dockerfile_text: str | None = None, **fields: Any) -> Any:
+    data: dict[str, Any] = {k: v for k, v in fields.items() if v is not None}
+    if archive is not None:
+        data["context"] = (io.BytesIO(archive), filename)
+    if dockerfile_text is not None:
+        data["dockerfile_text"] = dockerfile_text
+    return client.post("/api/v1/builds", data=data, content_type="multipart/form-data")
+
+
+def wait_for_build(client: FlaskClient, build_id: int, timeout: float = 180) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        build = client.get(f"/api/v1/builds/{build_id}").get_json()
+        if build["status"] in FINISHED:
+            # The journal publishes the final status before it commits the last lines' neighbours? No:
+            # status and end are written in order, so once `end` is stored everything before it is too.
+            return wait_for_end(client, build_id, build)
+        time.sleep(0.1)
+    raise AssertionError(f"build {build_id} did not finish within {timeout} s")
+
+
+def wait_for_end(client: FlaskClient, build_id: int, build: dict[str, Any]) -> dict[str, Any]:
+    app: Flask = client.application
+    app.extensions["layerdeck.journal"].sync()
+    result: dict[str, Any] = client.get(f"/api/v1/builds/{build_id}").get_json()
+    return result
+
+
+def build_ok(client: FlaskClient, archive: bytes | None = None, **kwargs: Any) -> dict[str, Any]:
+    response = submit(client, archive, **kwargs)
+    assert response.status_code == 202, response.get_json()
+    build = wait_for_build(client, response.get_json()["id"])
+    assert build["status"] == "succeeded", (build["error"], build["steps"])
+    return build
+
+
+def step_states(build: dict[str, Any]) -> list[tuple[str, bool | None]]:
+    """(instruction, cached) for every step, in order."""
+    return [(s["instruction"], s["cached"]) for s in build["steps"]]

@@ -1,0 +1,159 @@
+"""Layerdeck: build Docker images from the browser and watch every step live."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+from typing import IO, Any
+
+from flask import Flask, Request, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+
+from webapp.config import database_url, load_settings
+from webapp.errors import LayerdeckError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class LayerdeckRequest(Request):
+    """Uploaded files stream straight to a temporary file under DATA_DIR/tmp (removed when the request
+    ends), never into memory. MAX_CONTENT_LENGTH makes werkzeug stop reading past the upload cap."""
+
+    def _get_file_stream(self, total_content_length: int | None, content_type: str | None,
+                         filename: str | None = None, content_length: int | None = None) -> IO[bytes]:
+        from flask import current_app
+
+        folder = Path(current_app.config["DATA_DIR"]).resolve() / "tmp"
+        folder.mkdir(parents=True, exist_ok=True)
+        return tempfile.NamedTemporaryFile(dir=folder, prefix="upload-", suffix=".part")  # noqa: SIM115
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """Make the app; its build workers start with start_background() once the database is migrated."""
+    app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
+    app.request_class = LayerdeckRequest
+    settings = load_settings()
+    if config:
+        settings.update(config)
+    app.config.update(settings)
+    data_dir = Path(app.config["DATA_DIR"]).resolve()
+    app.config["DATA_DIR"] = str(data_dir)
+    app.config.setdefault("SQLALCHEMY_DATABASE_URI", database_url(app.config))
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {"connect_args": {"check_same_thread": False}} \
+        if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite") else {}
+    # Room for the form fields around the archive; the archive itself is checked against the cap again.
+    app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_UPLOAD_SIZE"] + 1024**2
+    app.config["MAX_FORM_MEMORY_SIZE"] = 2 * 1024**2  # a pasted Dockerfile and options
+    app.config["SOCK_SERVER_OPTIONS"] = {"ping_interval": app.config["WS_PING_INTERVAL"]}
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    data_dir.mkdir(parents=True, exist_ok=True)
+    # Uploads of a process that died mid-request are never finished: start with an empty tmp folder.
+    shutil.rmtree(data_dir / "tmp", ignore_errors=True)
+    (data_dir / "tmp").mkdir()
+    app.config["INSTANCE_ID"] = instance_id(data_dir)
+
+    from webapp.db import configure_sqlite
+    from webapp.extensions import db, migrate, sock
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(ROOT / "migrations"))
+    sock.init_app(app)
+    with app.app_context():
+        configure_sqlite(db.engine)
+
+    from webapp.builds import views as build_views
+    from webapp.builds import ws as build_ws
+    from webapp import health
+
+    app.register_blueprint(build_views.bp)
+    app.register_blueprint(build_ws.bp)
+    app.register_blueprint(health.bp)
+    _register_error_handlers(app)
+    _register_context(app)
+
+    from webapp.builds.broadcast import Hub
+    from webapp.builds.journal import Journal
+    from webapp.builds.service import BuildRunner
+    from webapp.engine import Engine
+
+    hub = Hub()
+    journal = Journal(app, hub, app.config["LOG_CAP"])
+    engine = Engine()
+    runner = BuildRunner(app, engine, journal)
+    app.extensions["layerdeck.hub"] = hub
+    app.extensions["layerdeck.journal"] = journal
+    app.extensions["layerdeck.engine"] = engine
+    app.extensions["layerdeck.runner"] = runner
+    return app
+
+
+def start_background(app: Flask) -> None:
+    """Settle builds a previous process left behind, then start the build workers."""
+    from webapp.builds.service import settle_interrupted
+
+    runner = app.extensions["layerdeck.runner"]
+    journal = app.extensions["layerdeck.journal"]
+    settle_interrupted(app, journal)
+    journal.sync()
+    runner.start()
+
+    def shutdown() -> None:
+        runner.stop()
+        journal.stop()
+
+    atexit.register(shutdown)
+    app.extensions["layerdeck.shutdown"] = shutdown
+
+
+def instance_id(data_dir: Path) -> str:
+    """A random id for this Layerdeck's data, put on everything it creates on the (shared) engine."""
+    path = data_dir / "instance-id"
+    if not path.exists():
+        path.write_text(uuid.uuid4().hex + "\n")
+    return path.read_text().strip()
+
+
+def _wants_json() -> bool:
+    if request.path.startswith("/api/"):
+        return True
+    best = request.accept_mimetypes.best_match(["application/json", "text/html"])
+    return best == "application/json"
+
+
+def _register_error_handlers(app: Flask) -> None:
+    def respond(status: int, code: str, message: str) -> Any:
+        if _wants_json():
+            return jsonify({"error": {"code": code, "message": message}}), status
+        return render_template("error.html", status=status, message=message, code=code), status
+
+    @app.errorhandler(LayerdeckError)
+    def _layerdeck_error(exc: LayerdeckError) -> Any:
+        return respond(exc.status, exc.code, exc.message)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Any:
+        status = exc.code or 500
+        if status == 413:
+            limit = app.config["MAX_UPLOAD_SIZE"] / 1024**2
+            return respond(413, "upload_too_large",
+                           f"The upload is larger than the {limit:g} MiB limit (LAYERDECK_MAX_UPLOAD_SIZE).")
+        if status == 404:
+            return respond(404, "not_found", "There is no page at this address.")
+        return respond(status, (exc.name or "error").lower().replace(" ", "_"), exc.description or exc.name)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Any:
+        logging.getLogger("webapp").exception("unhandled error")
+        return respond(500, "internal_error", "Something went wrong inside Layerdeck; the error is in its log.")
+
+
+def _register_context(app: Flask) -> None:
+    @app.context_processor
+    def _engine_status() -> dict[str, Any]:
+        from webapp.health import engine_status
+
+        return {"engine": engine_status(app)}

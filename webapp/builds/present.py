@@ -1,0 +1,77 @@
+"""Models -> the JSON shapes of docs/API.md. One place, used by the API, the pages and the journal."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+
+from webapp.extensions import db
+from webapp.models import Build, BuildStatus, Step, iso
+
+
+def build_urls(build_id: int) -> dict[str, str]:
+    return {
+        "url": f"/builds/{build_id}",
+        "api_url": f"/api/v1/builds/{build_id}",
+        "ws_url": f"/ws/builds/{build_id}",
+        "log_url": f"/api/v1/builds/{build_id}/log",
+    }
+
+
+def step_to_dict(step: Step) -> dict[str, Any]:
+    return {
+        "index": step.index,
+        "stage": step.stage,
+        "instruction": step.instruction,
+        "status": step.status,
+        "cached": step.cached,
+        "started_at": iso(step.started_at),
+        "finished_at": iso(step.finished_at),
+        "duration_s": step.duration_s,
+        "error": step.error,
+    }
+
+
+def queue_position(build: Build) -> int | None:
+    if build.status != BuildStatus.QUEUED:
+        return None
+    ahead = db.session.scalar(
+        select(func.count()).select_from(Build).where(Build.status == BuildStatus.QUEUED, Build.id < build.id)
+    )
+    return int(ahead or 0) + 1
+
+
+def cache_summary(steps: list[Step]) -> dict[str, int]:
+    decided = [s for s in steps if s.cached is not None]
+    return {"hits": sum(1 for s in decided if s.cached), "total": len(decided)}
+
+
+def build_to_dict(build: Build, *, steps: bool = True) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": build.id,
+        "status": build.status,
+        "tag": build.tag,
+        "image_id": build.image_id,
+        "builder": build.builder,
+        "created_at": iso(build.created_at),
+        "started_at": iso(build.started_at),
+        "finished_at": iso(build.finished_at),
+        "duration_s": build.duration_s,
+        "error": build.error,
+        "queue_position": queue_position(build),
+        "rebuild_of": build.rebuild_of,
+        "options": {
+            "dockerfile": build.dockerfile,
+            "build_args": build.args(),
+            "target": build.target,
+            "no_cache": build.no_cache,
+        },
+        "context": {"source": build.context_source, "files": build.context_files, "bytes": build.context_bytes},
+        "cache": cache_summary(build.steps),
+        "log": {"bytes": build.log_bytes, "truncated": build.log_truncated},
+        **build_urls(build.id),
+    }
+    if steps:
+        out["steps"] = [step_to_dict(s) for s in build.steps]
+    return out

@@ -1,0 +1,357 @@
+"""Builds: accepting them, the bounded worker pool that runs them, and settling them after a restart.
+
+A worker claims the oldest queued build with a conditional UPDATE whose row count it checks, so two
+workers (or a cancel racing a claim) can never both own a build.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import select, update
+
+from webapp.builds import context
+from webapp.builds.journal import Journal
+from webapp.builds.options import BuildOptions
+from webapp.builds.steps import BuildResult, ClassicParser, Event, LogLine, StepChanged, iter_documents
+from webapp.db import begin_write
+from webapp.engine import BuildRequest, Engine, EngineError
+from webapp.errors import Conflict, EngineUnavailable, NotFound
+from webapp.extensions import db
+from webapp.models import Build, BuildStatus, Step
+
+log = logging.getLogger(__name__)
+
+INTERRUPTED_MESSAGE = "Layerdeck was restarted while this build was {was}; the log up to then is kept."
+
+
+@dataclass(frozen=True)
+class Upload:
+    """What the user sent: a saved archive, or pasted Dockerfile text."""
+
+    archive: Path | None = None
+    dockerfile_text: str | None = None
+
+
+def data_path(app: Flask, *parts: str) -> Path:
+    return Path(app.config["DATA_DIR"]).resolve().joinpath(*parts)
+
+
+def limits_for(app: Flask) -> context.Limits:
+    return context.Limits(
+        max_upload_bytes=app.config["MAX_UPLOAD_SIZE"],
+        max_unpacked_bytes=app.config["MAX_CONTEXT_SIZE"],
+        max_files=app.config["MAX_CONTEXT_FILES"],
+    )
+
+
+def submit_build(app: Flask, upload: Upload, options: BuildOptions) -> Build:
+    """Check the engine, turn the upload into a clean context tar, then record the build as queued.
+
+    Nothing is written to the database until the context is known to be good, and the context file is
+    removed again if the row cannot be written: a refused upload leaves nothing behind.
+    """
+    runner: BuildRunner = app.extensions["layerdeck.runner"]
+    runner.engine.ping()
+    dockerfile = context.normalise_dockerfile_path(options.dockerfile)
+    tmp = data_path(app, "tmp", f"context-{uuid.uuid4().hex}.tar")
+    if upload.archive is not None:
+        info = context.pack_archive(upload.archive, tmp, dockerfile, limits_for(app))
+    else:
+        info = context.pack_dockerfile_text(upload.dockerfile_text or "", tmp, dockerfile)
+    try:
+        return _record_build(app, options, dockerfile, tmp, info.source, info.files, info.bytes, None)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def rebuild(app: Flask, build_id: int) -> Build:
+    runner: BuildRunner = app.extensions["layerdeck.runner"]
+    source = db.session.get(Build, build_id)
+    if source is None:
+        raise NotFound(f"There is no build #{build_id}.", code="no_such_build")
+    stored = data_path(app, source.context_file)
+    if not stored.is_file():
+        raise Conflict(f"Build #{build_id}'s context is no longer stored, so it cannot be rebuilt.",
+                       code="context_gone")
+    runner.engine.ping()
+    options = BuildOptions(builder=source.builder, tag=source.tag, dockerfile=source.dockerfile,
+                           build_args=source.args(), target=source.target, no_cache=source.no_cache)
+    return _record_build(app, options, source.dockerfile, None, source.context_source, source.context_files,
+                         source.context_bytes, source)
+
+
+def _record_build(app: Flask, options: BuildOptions, dockerfile: str, tmp: Path | None, source: str,
+                  files: int, size: int, rebuild_of: Build | None) -> Build:
+    import json
+
+    runner: BuildRunner = app.extensions["layerdeck.runner"]
+    begin_write()
+    build = Build(
+        status=BuildStatus.QUEUED, builder=options.builder, tag=options.tag, dockerfile=dockerfile,
+        build_args=json.dumps(options.build_args), target=options.target, no_cache=options.no_cache,
+        context_source=source, context_files=files, context_bytes=size, created_at=time.time(),
+        context_file="", rebuild_of=rebuild_of.id if rebuild_of else None,
+    )
+    db.session.add(build)
+    final: Path | None = None
+    try:
+        db.session.flush()
+        if rebuild_of is not None:
+            build.context_file = rebuild_of.context_file  # contexts are immutable: share the file
+        else:
+            assert tmp is not None
+            build.context_file = f"contexts/{build.id}.tar"
+            final = data_path(app, build.context_file)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, final)
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        if final is not None:
+            final.unlink(missing_ok=True)
+        raise
+    runner.journal.status(build.id)
+    runner.wake()
+    return build
+
+
+def cancel_queued(app: Flask, build_id: int) -> bool:
+    """Take a queued build out of the queue. False when it was not (or no longer) queued."""
+    begin_write()
+    result = db.session.execute(
+        update(Build)
+        .where(Build.id == build_id, Build.status == BuildStatus.QUEUED)
+        .values(status=BuildStatus.CANCELLED, finished_at=time.time(), error="Cancelled before it started.")
+    )
+    db.session.commit()
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    runner: BuildRunner = app.extensions["layerdeck.runner"]
+    runner.journal.status(build_id)
+    runner.journal.end(build_id)
+    return True
+
+
+class _Active:
+    """A running build as its worker and a canceller both see it."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.stream: Any = None
+        self.reason: str | None = None  # why it was stopped: cancelled | timed_out
+
+    def stop(self, reason: str) -> None:
+        with self.lock:
+            if self.reason is None:
+                self.reason = reason
+            stream = self.stream
+        if stream is not None:
+            stream.close()
+
+    def attach(self, stream: Any) -> None:
+        with self.lock:
+            self.stream = stream
+            stopped = self.reason is not None
+        if stopped:
+            stream.close()
+
+
+class BuildRunner:
+    """A bounded pool of worker threads; each claims queued builds and streams them through the engine."""
+
+    def __init__(self, app: Flask, engine: Engine, journal: Journal) -> None:
+        self.app = app
+        self.engine = engine
+        self.journal = journal
+        self.size: int = app.config["CONCURRENT_BUILDS"]
+        self.timeout: float = app.config["BUILD_TIMEOUT"]
+        self._wakeup = threading.Condition()
+        self._pending_wakeups = 0
+        self._stopping = False
+        self._active: dict[int, _Active] = {}
+        self._active_lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for n in range(self.size):
+            thread = threading.Thread(target=self._work, name=f"layerdeck-build-{n + 1}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        with self._wakeup:
+            self._stopping = True
+            self._wakeup.notify_all()
+        with self._active_lock:
+            actives = list(self._active.values())
+        for active in actives:
+            active.stop("interrupted")
+        for thread in self._threads:
+            thread.join(timeout=15)
+
+    def wake(self) -> None:
+        with self._wakeup:
+            self._pending_wakeups += 1
+            self._wakeup.notify()
+
+    def cancel(self, build_id: int, reason: str = "cancelled") -> bool:
+        with self._active_lock:
+            active = self._active.get(build_id)
+        if active is None:
+            return False
+        active.stop(reason)
+        return True
+
+    # --- workers ------------------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            with self._wakeup:
+                if self._stopping:
+                    return
+            try:
+                build_id = self._claim()
+            except Exception:
+                log.exception("could not claim a build")
+                build_id = None
+            if build_id is None:
+                with self._wakeup:
+                    if self._pending_wakeups == 0 and not self._stopping:
+                        self._wakeup.wait(timeout=5)
+                    self._pending_wakeups = max(0, self._pending_wakeups - 1)
+                continue
+            try:
+                self._run(build_id)
+            except Exception as exc:  # never leave a build hanging in `running`
+                log.exception("build %s crashed", build_id)
+                self.journal.status(build_id, status=BuildStatus.FAILED, finished_at=time.time(),
+                                    error=f"Layerdeck failed while running this build: {exc}")
+                self.journal.end(build_id)
+
+    def _claim(self) -> int | None:
+        with self.app.app_context():
+            begin_write()
+            build_id = db.session.scalar(
+                select(Build.id).where(Build.status == BuildStatus.QUEUED).order_by(Build.id).limit(1)
+            )
+            if build_id is None:
+                db.session.rollback()
+                return None
+            result = db.session.execute(
+                update(Build)
+                .where(Build.id == build_id, Build.status == BuildStatus.QUEUED)
+                .values(status=BuildStatus.RUNNING, started_at=time.time())
+            )
+            db.session.commit()
+            return build_id if result.rowcount == 1 else None  # type: ignore[attr-defined]
+
+    def _run(self, build_id: int) -> None:
+        with self.app.app_context():
+            build = db.session.get(Build, build_id)
+            assert build is not None
+            request = BuildRequest(
+                context=data_path(self.app, build.context_file), builder=build.builder, tag=build.tag,
+                dockerfile=build.dockerfile, build_args=build.args(), target=build.target,
+                no_cache=build.no_cache,
+                # One constant label: the classic builder turns each label into an extra LABEL step at the
+                # end, so a per-build value would rebuild that step, and change the image id, every time.
+                labels={"layerdeck.instance": self.app.config["INSTANCE_ID"]},
+            )
+        self.journal.status(build_id)  # now running: every viewer's header changes
+        active = _Active()
+        with self._active_lock:
+            self._active[build_id] = active
+        timer = threading.Timer(self.timeout, active.stop, args=("timed_out",))
+        timer.daemon = True
+        timer.start()
+        try:
+            status, image_id, error = self._stream(build_id, request, active)
+        finally:
+            timer.cancel()
+            with self._active_lock:
+                self._active.pop(build_id, None)
+        self.journal.status(build_id, status=status, finished_at=time.time(), image_id=image_id, error=error)
+        self.journal.end(build_id)
+
+    def _stream(self, build_id: int, request: BuildRequest, active: _Active) -> tuple[str, str | None, str | None]:
+        parser = ClassicParser()
+        try:
+            stream = self.engine.start_build(request)
+        except EngineUnavailable as exc:
+            return BuildStatus.FAILED, None, exc.message
+        except EngineError as exc:
+            self.journal.log(build_id, None, "system", exc.message)
+            return BuildStatus.FAILED, None, f"The Docker engine refused the build: {exc.message}"
+        active.attach(stream)
+        lost: str | None = None
+        try:
+            for doc in iter_documents(stream):
+                self._emit(build_id, parser.feed(doc))
+        except Exception as exc:  # closed by a cancel, or the engine went away
+            if active.reason is None:
+                lost = f"Lost the connection to the Docker engine during the build ({type(exc).__name__})."
+        finally:
+            stream.close()
+        if active.reason is None and lost is None:
+            # The stream ended; if it ended without a result the engine may have died mid-build.
+            try:
+                self.engine.ping()
+            except EngineUnavailable:
+                lost = "Lost the connection to the Docker engine during the build."
+        if active.reason is not None:
+            events = parser.finish(cancelled=True)
+        else:
+            events = parser.finish(error=lost)
+        result = self._emit(build_id, events)
+        if active.reason == "timed_out":
+            return BuildStatus.TIMED_OUT, None, f"The build ran past the {self.timeout:g} s time limit and was stopped."
+        if active.reason == "cancelled":
+            return BuildStatus.CANCELLED, None, "Cancelled while running."
+        if active.reason == "interrupted":
+            return BuildStatus.INTERRUPTED, None, INTERRUPTED_MESSAGE.format(was="running")
+        assert result is not None
+        if result.error:
+            return BuildStatus.FAILED, None, result.error
+        return BuildStatus.SUCCEEDED, result.image_id, None
+
+    def _emit(self, build_id: int, events: list[Event]) -> BuildResult | None:
+        result = None
+        for event in events:
+            if isinstance(event, LogLine):
+                self.journal.log(build_id, event.step, event.stream, event.text)
+            elif isinstance(event, StepChanged):
+                step = event.step.to_dict()
+                self.journal.step(build_id, step)
+            elif isinstance(event, BuildResult):
+                result = event
+        return result
+
+
+def settle_interrupted(app: Flask, journal: Journal) -> list[int]:
+    """At start-up: builds a dead process left running or queued become `interrupted`, logs kept."""
+    with app.app_context():
+        begin_write()
+        rows = db.session.execute(
+            select(Build.id, Build.status).where(Build.status.in_([BuildStatus.RUNNING, BuildStatus.QUEUED]))
+        ).all()
+        ids = [r.id for r in rows]
+        if ids:
+            db.session.execute(
+                update(Step).where(Step.build_id.in_(ids), Step.status == "running").values(status="cancelled")
+            )
+        db.session.commit()
+    for row in rows:
+        was = "running" if row.status == BuildStatus.RUNNING else "queued"
+        journal.status(row.id, status=BuildStatus.INTERRUPTED, finished_at=time.time(),
+                       error=INTERRUPTED_MESSAGE.format(was=was))
+        journal.end(row.id)
+    return ids

@@ -1,0 +1,187 @@
+"""Build pages and the builds JSON API. Views parse input, call one service function, and answer."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, redirect, render_template, request, stream_with_context
+from sqlalchemy import select
+from werkzeug.datastructures import FileStorage
+
+from webapp.builds import service
+from webapp.builds.options import (
+    BuildOptions,
+    parse_bool,
+    parse_build_args,
+    validate_builder,
+    validate_tag,
+    validate_target,
+)
+from webapp.builds.present import build_to_dict, build_urls
+from webapp.errors import BadRequest, NotFound
+from webapp.extensions import db
+from webapp.models import Build, BuildEvent
+
+bp = Blueprint("builds", __name__)
+
+PAGE_SIZE = 50
+
+
+def _get_build(build_id: int) -> Build:
+    build = db.session.get(Build, build_id)
+    if build is None:
+        raise NotFound(f"There is no build #{build_id}.", code="no_such_build")
+    return build
+
+
+def _options_from_form() -> BuildOptions:
+    form = request.form
+    tag = (form.get("tag") or "").strip() or None
+    return BuildOptions(
+        builder=validate_builder(form.get("builder"), current_app.config["DEFAULT_BUILDER"]),
+        tag=validate_tag(tag) if tag else None,
+        dockerfile=(form.get("dockerfile") or "").strip() or "Dockerfile",
+        build_args=parse_build_args(form.get("build_args")),
+        target=validate_target(form.get("target")),
+        no_cache=parse_bool(form.get("no_cache"), "no_cache"),
+    )
+
+
+def _upload_from_form() -> service.Upload:
+    file: FileStorage | None = request.files.get("context")
+    text = request.form.get("dockerfile_text")
+    has_file = file is not None and bool(file.filename or file.content_length)
+    has_text = text is not None and bool(text.strip())
+    if has_file and has_text:
+        raise BadRequest("Send either a context archive or a pasted Dockerfile, not both.", code="two_contexts")
+    if has_file:
+        assert file is not None
+        return service.Upload(archive=Path(uploaded_path(file)))
+    if has_text:
+        return service.Upload(dockerfile_text=text)
+    raise BadRequest(
+        "Nothing to build: choose a folder or an archive (.tar, .tar.gz, .zip), or paste a Dockerfile.",
+        code="no_context",
+    )
+
+
+def uploaded_path(file: FileStorage) -> str:
+    """Where the request streamed this file on disk (see LayerdeckRequest._get_file_stream)."""
+    name = getattr(file.stream, "name", None)
+    if not isinstance(name, str):
+        raise BadRequest("The upload could not be read.", code="upload_unreadable")
+    return name
+
+
+@bp.post("/api/v1/builds")
+def create_build() -> tuple[Response, int]:
+    options = _options_from_form()
+    upload = _upload_from_form()
+    build = service.submit_build(current_app._get_current_object(), upload, options)  # type: ignore[attr-defined]
+    urls = build_urls(build.id)
+    body = {"id": build.id, "status": build.status, "url": urls["url"], "api_url": urls["api_url"],
+            "ws_url": urls["ws_url"]}
+    return jsonify(body), 202
+
+
+@bp.get("/api/v1/builds")
+def list_builds() -> Response:
+    builds, next_before = _page()
+    return jsonify({"builds": [build_to_dict(b, steps=False) for b in builds], "next_before": next_before})
+
+
+def _page() -> tuple[list[Build], int | None]:
+    try:
+        limit = min(max(int(request.args.get("limit", PAGE_SIZE)), 1), 500)
+        before = int(request.args["before"]) if request.args.get("before") else None
+    except ValueError:
+        raise BadRequest("limit and before must be whole numbers.", code="invalid_query") from None
+    query = select(Build).order_by(Build.id.desc()).limit(limit + 1)
+    if before is not None:
+        query = query.where(Build.id < before)
+    builds = list(db.session.scalars(query))
+    next_before = builds[limit - 1].id if len(builds) > limit else None
+    return builds[:limit], next_before
+
+
+@bp.get("/api/v1/builds/<int:build_id>")
+def get_build(build_id: int) -> Response:
+    return jsonify(build_to_dict(_get_build(build_id)))
+
+
+@bp.get("/api/v1/builds/<int:build_id>/log")
+def get_log(build_id: int) -> Response:
+    _get_build(build_id)
+
+    def lines() -> Iterator[str]:
+        rows = db.session.scalars(
+            select(BuildEvent.data)
+            .where(BuildEvent.build_id == build_id, BuildEvent.type == "log")
+            .order_by(BuildEvent.seq)
+            .execution_options(yield_per=1000)
+        )
+        for data in rows:
+            yield json.loads(data)["text"] + "\n"
+
+    return Response(stream_with_context(lines()), mimetype="text/plain")
+
+
+@bp.post("/api/v1/builds/<int:build_id>/rebuild")
+def rebuild_build(build_id: int) -> tuple[Response, int]:
+    build = service.rebuild(current_app._get_current_object(), build_id)  # type: ignore[attr-defined]
+    urls = build_urls(build.id)
+    return jsonify({"id": build.id, "status": build.status, **urls}), 202
+
+
+@bp.post("/api/v1/builds/<int:build_id>/cancel")
+def cancel_build(build_id: int) -> tuple[Response, int]:
+    build = _get_build(build_id)
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if not service.cancel_queued(app, build_id) and not app.extensions["layerdeck.runner"].cancel(build_id):
+        db.session.refresh(build)
+        if build.status in ("queued", "running"):
+            raise BadRequest("The build could not be cancelled just now; try again.", code="cancel_race")
+        from webapp.errors import Conflict
+
+        raise Conflict(f"Build #{build_id} has already ended ({build.status}).", code="already_finished")
+    return jsonify({"id": build_id, "status": "cancelling"}), 202
+
+
+# --- pages ----------------------------------------------------------------------------------------------
+
+
+@bp.get("/")
+def index() -> str:
+    recent = db.session.scalars(select(Build).order_by(Build.id.desc()).limit(8))
+    cfg = current_app.config
+    limits = {
+        "max_upload_mb": cfg["MAX_UPLOAD_SIZE"] // 1024**2,
+        "max_unpacked_mb": cfg["MAX_CONTEXT_SIZE"] // 1024**2,
+        "max_files": cfg["MAX_CONTEXT_FILES"],
+    }
+    from webapp.builds.options import BUILDERS
+
+    return render_template(
+        "index.html", recent=[build_to_dict(b, steps=False) for b in recent], limits=limits,
+        builders=list(BUILDERS), default_builder=cfg["DEFAULT_BUILDER"],
+    )
+
+
+@bp.get("/builds")
+def history() -> str:
+    builds, next_before = _page()
+    return render_template("history.html", builds=[build_to_dict(b, steps=False) for b in builds],
+                           next_before=next_before)
+
+
+@bp.get("/builds/<int:build_id>")
+def build_page(build_id: int) -> str:
+    return render_template("build.html", build=build_to_dict(_get_build(build_id)))
+
+
+@bp.get("/builds/new")
+def new_build_redirect() -> Response:
+    return redirect("/")  # type: ignore[return-value]

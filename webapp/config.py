@@ -1,0 +1,122 @@
+"""Every setting once: its name, default and meaning, read from LAYERDECK_* environment variables.
+
+docs/CONFIGURATION.md is generated from SETTINGS (`layerdeck settings --markdown`), and a test fails
+when the two disagree, so a setting cannot be added without being documented.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+class SettingError(ValueError):
+    """A setting has a value Layerdeck cannot use; the message names the variable."""
+
+
+_SIZE = re.compile(r"^\s*(\d+)\s*([KMGT]?)(i?B)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def parse_size(text: str) -> int:
+    """'512M', '2G', '16MiB' or a plain number of bytes -> bytes."""
+    match = _SIZE.match(text)
+    if not match:
+        raise ValueError("expected a size such as 512M, 2G or a number of bytes")
+    return int(match.group(1)) * _UNITS[match.group(2).upper()]
+
+
+def parse_positive_int(text: str) -> int:
+    value = int(text.strip())
+    if value < 1:
+        raise ValueError("expected a whole number of at least 1")
+    return value
+
+
+def parse_port(text: str) -> int:
+    value = int(text.strip())
+    if not 1 <= value <= 65535:
+        raise ValueError("expected a port number from 1 to 65535")
+    return value
+
+
+def parse_builder(text: str) -> str:
+    value = text.strip().lower()
+    if value not in ("classic",):
+        raise ValueError("expected 'classic'")
+    return value
+
+
+def parse_seconds(text: str) -> float:
+    value = float(text.strip())
+    if value <= 0:
+        raise ValueError("expected a number of seconds above 0")
+    return value
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str  # the key in app.config; the environment variable is LAYERDECK_<name>
+    default: str  # as it would be written in the environment
+    parse: Callable[[str], Any]
+    help: str
+
+    @property
+    def env(self) -> str:
+        return f"LAYERDECK_{self.name}"
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("HOST", "127.0.0.1", str.strip, "Address `layerdeck serve` listens on."),
+    Setting("PORT", "8000", parse_port, "Port `layerdeck serve` listens on."),
+    Setting("DATA_DIR", "instance", str.strip,
+            "Folder for the SQLite database, stored build contexts and uploads in progress."),
+    Setting("DATABASE_URL", "", str.strip,
+            "SQLAlchemy database URL; empty means SQLite at `<DATA_DIR>/layerdeck.db`."),
+    Setting("MAX_UPLOAD_SIZE", "512M", parse_size,
+            "Largest upload accepted (compressed size as sent); larger ones get 413."),
+    Setting("MAX_CONTEXT_SIZE", "2G", parse_size,
+            "Largest build context once unpacked, counted while reading; larger ones get 413."),
+    Setting("MAX_CONTEXT_FILES", "50000", parse_positive_int, "Most files a build context may hold."),
+    Setting("CONCURRENT_BUILDS", "2", parse_positive_int,
+            "Builds that run at once; more wait as `queued`."),
+    Setting("BUILD_TIMEOUT", "3600", parse_seconds,
+            "Wall-clock seconds a build may run before it is stopped."),
+    Setting("LOG_CAP", "16M", parse_size,
+            "Stored log bytes per build; past it a truncation line is stored and the build goes on."),
+    Setting("DEFAULT_BUILDER", "classic", parse_builder, "Builder used when a request names none."),
+    Setting("WS_PING_INTERVAL", "20", parse_seconds,
+            "Seconds between keep-alive pings on idle websockets, so proxies keep them open."),
+)
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Read every setting from the environment, refusing bad values with a message naming the variable."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        raw = environ.get(setting.env, setting.default)
+        try:
+            values[setting.name] = setting.parse(raw)
+        except ValueError as exc:
+            raise SettingError(f"{setting.env}={raw!r} is not valid: {exc}.") from None
+    return values
+
+
+def database_url(settings: Mapping[str, Any]) -> str:
+    if settings["DATABASE_URL"]:
+        return str(settings["DATABASE_URL"])
+    path = Path(settings["DATA_DIR"]).resolve() / "layerdeck.db"
+    return f"sqlite:///{path}"
+
+
+def settings_markdown() -> str:
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    for s in SETTINGS:
+        default = f"`{s.default}`" if s.default else "(empty)"
+        lines.append(f"| `{s.env}` | {default} | {s.help} |")
+    return "\n".join(lines) + "\n"

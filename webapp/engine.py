@@ -1,0 +1,169 @@
+"""The only module that talks to the Docker engine.
+
+Builds go through the low-level API client's raw `POST /build`, not `APIClient.build()`: that way the
+body is our own re-packed tar streamed from disk, the response comes back as raw byte chunks for our
+own parser (which survives chunks split anywhere), the caller can close the stream to stop a build, and
+no registry credentials are attached (`build()` sends the server user's whole credential file).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import docker
+import requests
+
+from webapp.errors import EngineUnavailable, LayerdeckError
+
+# Requests to the engine that should answer at once (ping, inspect) give up after this long.
+QUICK_TIMEOUT = 10
+
+
+class EngineError(LayerdeckError):
+    """The engine answered, but refused what we asked."""
+
+    status = 502
+    code = "engine_error"
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    context: Path
+    builder: str = "classic"
+    tag: str | None = None
+    dockerfile: str = "Dockerfile"
+    build_args: Mapping[str, str] = field(default_factory=dict)
+    target: str | None = None
+    no_cache: bool = False
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+class BuildStream:
+    """The engine's response to one build: iterate for raw byte chunks; close() from any thread stops it."""
+
+    def __init__(self, response: requests.Response, chunks: Iterator[bytes]) -> None:
+        self._response = response
+        self._chunks = chunks
+        self._closed = threading.Event()
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._chunks
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    def close(self) -> None:
+        self._closed.set()
+        self._response.close()
+
+
+class Engine:
+    """A small facade over docker.APIClient; the client is made lazily so start-up never needs the engine."""
+
+    def __init__(self, base_url: str | None = None) -> None:
+        self._base_url = base_url
+        self._client: docker.APIClient | None = None
+        self._lock = threading.Lock()
+
+    def client(self) -> docker.APIClient:
+        with self._lock:
+            if self._client is None:
+                try:
+                    kwargs = docker.utils.kwargs_from_env()
+                    if self._base_url:
+                        kwargs["base_url"] = self._base_url
+                    self._client = docker.APIClient(version="auto", timeout=QUICK_TIMEOUT, **kwargs)
+                except docker.errors.DockerException as exc:
+                    raise EngineUnavailable(describe_unreachable(exc)) from exc
+            return self._client
+
+    def version(self) -> dict[str, Any]:
+        """The engine's version; raises EngineUnavailable when it does not answer."""
+        try:
+            info: dict[str, Any] = self.client().version()
+        except (docker.errors.DockerException, requests.RequestException) as exc:
+            self._forget()
+            raise EngineUnavailable(describe_unreachable(exc)) from exc
+        return info
+
+    def ping(self) -> None:
+        try:
+            self.client().ping()
+        except (docker.errors.DockerException, requests.RequestException) as exc:
+            self._forget()
+            raise EngineUnavailable(describe_unreachable(exc)) from exc
+
+    def _forget(self) -> None:
+        # A client made while the engine was down (or before it restarted) may hold a stale API version.
+        with self._lock:
+            self._client = None
+
+    def start_build(self, req: BuildRequest) -> BuildStream:
+        """Send the context and return the streaming response. The engine reports build errors inside the
+        stream; an HTTP error here means it refused the request itself (e.g. a Dockerfile parse error)."""
+        params: dict[str, Any] = {
+            "dockerfile": req.dockerfile,
+            "rm": "1",
+            "forcerm": "1",
+            "nocache": "1" if req.no_cache else "0",
+            "buildargs": json.dumps(dict(req.build_args)),
+            "labels": json.dumps(dict(req.labels)),
+        }
+        if req.tag:
+            params["t"] = req.tag
+        if req.target:
+            params["target"] = req.target
+        client = self.client()
+        try:
+            with req.context.open("rb") as body:
+                response = client._post(
+                    client._url("/build"),
+                    params=params,
+                    data=body,
+                    headers={"Content-Type": "application/x-tar"},
+                    stream=True,
+                    timeout=None,  # a RUN step may print nothing for a long time
+                )
+        except requests.RequestException as exc:
+            self._forget()
+            raise EngineUnavailable(describe_unreachable(exc)) from exc
+        if response.status_code >= 400:
+            message = _error_message(response)
+            response.close()
+            raise EngineError(message)
+        return BuildStream(response, client._stream_helper(response, decode=False))
+
+    def image_exists(self, ref: str) -> bool:
+        try:
+            self.client().inspect_image(ref)
+        except docker.errors.NotFound:
+            return False
+        return True
+
+    def remove_image(self, ref: str) -> None:
+        try:
+            self.client().remove_image(ref, force=True)
+        except docker.errors.NotFound:
+            pass
+
+
+def _error_message(response: requests.Response) -> str:
+    try:
+        body = response.json()
+        return str(body.get("message") or body)
+    except ValueError:
+        return response.text.strip() or f"The Docker engine answered {response.status_code}."
+
+
+def describe_unreachable(exc: BaseException) -> str:
+    return (
+        "The Docker engine does not answer, so nothing can be built right now. "
+        "Start it (on Debian: `dockerd`, or run scripts/dev.sh) or point DOCKER_HOST at it. "
+        f"({type(exc).__name__}: {str(exc)[:200]})"
+    )

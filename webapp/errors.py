@@ -1,0 +1,46 @@
+"""The project's one exception family; one place (webapp.views_errors) turns them into responses."""
+
+from __future__ import annotations
+
+
+class LayerdeckError(Exception):
+    """An error with an HTTP status, a stable code and a sentence a person understands."""
+
+    status: int = 400
+    code: str = "bad_request"
+
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+
+    def to_dict(self) -> dict[str, dict[str, str]]:
+        return {"error": {"code": self.code, "message": self.message}}
+
+
+class BadRequest(LayerdeckError):
+    status = 400
+    code = "bad_request"
+
+
+class TooLarge(LayerdeckError):
+    status = 413
+    code = "too_large"
+
+
+class NotFound(LayerdeckError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(LayerdeckError):
+    status = 409
+    code = "conflict"
+
+
+class EngineUnavailable(LayerdeckError):
+    status = 503
+    code = "engine_unavailable"

@@ -1,0 +1,122 @@
+"""Database models (SQLAlchemy 2.0). No Docker calls here.
+
+Times are stored as UNIX seconds (REAL): precise, and durations are a subtraction.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from webapp.extensions import db
+
+
+class BuildStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+    TIMED_OUT = "timed_out"
+
+    @property
+    def finished(self) -> bool:
+        return self not in (BuildStatus.QUEUED, BuildStatus.RUNNING)
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Build(db.Model):  # type: ignore[name-defined]
+    __tablename__ = "builds"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), default=BuildStatus.QUEUED, index=True)
+    builder: Mapped[str] = mapped_column(String(16))
+    tag: Mapped[str | None] = mapped_column(String(255))
+    dockerfile: Mapped[str] = mapped_column(String(1024), default="Dockerfile")
+    build_args: Mapped[str] = mapped_column(Text, default="{}")  # JSON object
+    target: Mapped[str | None] = mapped_column(String(255))
+    no_cache: Mapped[bool] = mapped_column(Boolean, default=False)
+    context_file: Mapped[str] = mapped_column(String(255))  # relative to DATA_DIR
+    context_source: Mapped[str] = mapped_column(String(16))
+    context_files: Mapped[int] = mapped_column(Integer, default=0)
+    context_bytes: Mapped[int] = mapped_column(Integer, default=0)
+    rebuild_of: Mapped[int | None] = mapped_column(ForeignKey("builds.id"))
+    image_id: Mapped[str | None] = mapped_column(String(128))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float)
+    started_at: Mapped[float | None] = mapped_column(Float)
+    finished_at: Mapped[float | None] = mapped_column(Float)
+    log_bytes: Mapped[int] = mapped_column(Integer, default=0)
+    log_truncated: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    steps: Mapped[list[Step]] = relationship(
+        back_populates="build", order_by="Step.index", cascade="all, delete-orphan"
+    )
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started_at is None:
+            return None
+        end = self.finished_at
+        if end is None:
+            return None
+        return round(end - self.started_at, 3)
+
+    def args(self) -> dict[str, str]:
+        loaded: dict[str, str] = json.loads(self.build_args or "{}")
+        return loaded
+
+
+class Step(db.Model):  # type: ignore[name-defined]
+    __tablename__ = "steps"
+    __table_args__ = (UniqueConstraint("build_id", "index", name="uq_steps_build_index"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    build_id: Mapped[int] = mapped_column(ForeignKey("builds.id", ondelete="CASCADE"))
+    index: Mapped[int] = mapped_column(Integer)
+    stage: Mapped[str] = mapped_column(String(255), default="0")
+    instruction: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))
+    cached: Mapped[bool | None] = mapped_column(Boolean)
+    started_at: Mapped[float | None] = mapped_column(Float)
+    finished_at: Mapped[float | None] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    build: Mapped[Build] = relationship(back_populates="steps")
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return round(self.finished_at - self.started_at, 3)
+
+
+class BuildEvent(db.Model):  # type: ignore[name-defined]
+    """One websocket message of a build, exactly as sent: the replay for late viewers and the stored log."""
+
+    __tablename__ = "build_events"
+    __table_args__ = (
+        UniqueConstraint("build_id", "seq", name="uq_build_events_build_seq"),
+        Index("ix_build_events_build_type", "build_id", "type"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    build_id: Mapped[int] = mapped_column(ForeignKey("builds.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(Integer)
+    type: Mapped[str] = mapped_column(String(8))
+    data: Mapped[str] = mapped_column(Text)  # the message as JSON, with type and seq
+
+    def message(self) -> dict[str, Any]:
+        loaded: dict[str, Any] = json.loads(self.data)
+        return loaded
