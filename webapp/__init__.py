@@ -46,7 +46,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {"connect_args": {"check_same_thread": False}} \
         if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite") else {}
     # Room for the form fields around the archive; the archive itself is checked against the cap again.
-    app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_UPLOAD_SIZE"] + 1024**2
+    app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_UPLOAD_SIZE"] + 64 * 1024
     app.config["MAX_FORM_MEMORY_SIZE"] = 2 * 1024**2  # a pasted Dockerfile and options
     app.config["SOCK_SERVER_OPTIONS"] = {"ping_interval": app.config["WS_PING_INTERVAL"]}
     app.json.sort_keys = False  # type: ignore[attr-defined]

@@ -24,7 +24,7 @@ from webapp.builds.options import BuildOptions
 from webapp.builds.steps import BuildResult, ClassicParser, Event, LogLine, StepChanged, iter_documents
 from webapp.db import begin_write
 from webapp.engine import BuildRequest, Engine, EngineError
-from webapp.errors import Conflict, EngineUnavailable, NotFound
+from webapp.errors import Conflict, EngineUnavailable, NotFound, TooLarge
 from webapp.extensions import db
 from webapp.models import Build, BuildStatus, Step
 
@@ -64,6 +64,11 @@ def submit_build(app: Flask, upload: Upload, options: BuildOptions) -> Build:
     dockerfile = context.normalise_dockerfile_path(options.dockerfile)
     tmp = data_path(app, "tmp", f"context-{uuid.uuid4().hex}.tar")
     if upload.archive is not None:
+        limits = limits_for(app)
+        if upload.archive.stat().st_size > limits.max_upload_bytes:
+            raise TooLarge(
+                f"The upload is larger than the {limits.max_upload_bytes / 1024**2:g} MiB limit "
+                "(LAYERDECK_MAX_UPLOAD_SIZE).", code="upload_too_large")
         info = context.pack_archive(upload.archive, tmp, dockerfile, limits_for(app))
     else:
         info = context.pack_dockerfile_text(upload.dockerfile_text or "", tmp, dockerfile)
