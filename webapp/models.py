@@ -51,6 +51,8 @@ class Build(db.Model):  # type: ignore[name-defined]
     context_source: Mapped[str] = mapped_column(String(16))
     context_files: Mapped[int] = mapped_column(Integer, default=0)
     context_bytes: Mapped[int] = mapped_column(Integer, default=0)
+    # sha256 of the upload and Dockerfile path: the same bytes again reuse the stored context.
+    upload_digest: Mapped[str | None] = mapped_column(String(64), index=True)
     rebuild_of: Mapped[int | None] = mapped_column(ForeignKey("builds.id"))
     image_id: Mapped[str | None] = mapped_column(String(128))
     error: Mapped[str | None] = mapped_column(Text)

@@ -224,3 +224,25 @@ def test_builds_left_running_by_a_dead_process_become_interrupted_with_their_log
     assert "restarted while this build was running" in first["error"]
     assert "restarted while this build was queued" in second["error"]
     assert client.get(f"/api/v1/builds/{ids[0]}/log").get_data(as_text=True) == "partial output before the crash\n"
+
+
+def test_the_same_upload_again_reuses_its_stored_context(app: Any, client: FlaskClient, base_image: str) -> None:
+    from pathlib import Path
+
+    from webapp.extensions import db
+    from webapp.models import Build
+
+    files = {"Dockerfile": f"FROM {base_image}\nCOPY a.txt /a.txt\n", "a.txt": "a"}
+    first = build_ok(client, tar_bytes(files))
+    second = build_ok(client, tar_bytes(files), tag="layerdeck-test/other-tag:1")  # settings may differ
+    changed = build_ok(client, tar_bytes({**files, "a.txt": "b"}))
+    with app.app_context():
+        stored = {b.id: b.context_file for b in db.session.scalars(db.select(Build))}
+    assert stored[second["id"]] == stored[first["id"]]
+    assert stored[changed["id"]] != stored[first["id"]]
+    assert second["context"] == first["context"]
+
+    (Path(app.config["DATA_DIR"]) / stored[first["id"]]).unlink()  # gone (e.g. cleaned up): unpack again
+    third = build_ok(client, tar_bytes(files))
+    with app.app_context():
+        assert db.session.get(Build, third["id"]).context_file == f"contexts/{third['id']}.tar"

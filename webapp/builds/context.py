@@ -37,20 +37,24 @@ DOCKERIGNORE = ".dockerignore"
 
 # The Dockerfile and .dockerignore are read into memory (the Dockerfile's text goes into ContextInfo).
 MAX_TEXT_FILE_BYTES = 1024 * 1024
-# Pax and GNU long-name records are read whole into memory by tarfile; real ones hold a path or two.
+# Pax and GNU long-name records are read whole into memory; real ones hold a path or two.
 MAX_TAR_HEADER_RECORD_BYTES = 1024 * 1024
-# The decompressed tar stream may exceed the file data by its headers and padding; this bounds the rest,
-# so a gzip bomb made of headers (which hold no file data to count) still stops.
+# What a tar stream may hold beyond the file data, per member: headers, padding, long names.
 TAR_STREAM_BYTES_PER_MEMBER = 4096
 
-_REGULAR_TAR_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE)
-_TAR_HEADER_RECORD_TYPES = (
-    tarfile.GNUTYPE_LONGNAME,
-    tarfile.GNUTYPE_LONGLINK,
-    tarfile.XHDTYPE,
-    tarfile.XGLTYPE,
-    tarfile.SOLARIS_XHDTYPE,
-)
+BLOCK = 512
+_ZERO_BLOCK = bytes(BLOCK)
+_OCTAL = re.compile(rb"[0-7]+")
+_DIRECTORY = b"5"
+_FILE_TYPES = (b"0", b"\x00", b"7")  # regular, pre-POSIX regular, contiguous
+_TAR_RECORDS = (b"L", b"K", b"x", b"X", b"g")  # GNU long name and link, pax (and Solaris) records
+_TAR_LINKS = {b"1": "a hard link", b"2": "a symbolic link"}
+_TAR_SPECIALS = {
+    b"3": "a character device",
+    b"4": "a block device",
+    b"6": "a FIFO (named pipe)",
+    b"S": "a sparse file",
+}
 _LARGEST_OCTAL_MTIME = 8**11 - 1  # what an 11-digit tar field holds; later mtimes are clamped
 _DRIVE_PREFIX = re.compile(r"[A-Za-z]:")
 
@@ -363,12 +367,12 @@ class _ContextWriter:
 def _detect_format(upload: Path) -> str:
     """'tar', 'tar.gz' or 'zip', from the first bytes; the client's file name and Content-Type are ignored."""
     with open(upload, "rb") as file:
-        head = file.read(2 * tarfile.BLOCKSIZE)
+        head = file.read(2 * BLOCK)
     if not head:
         raise BadRequest("The upload is empty.", code="empty_upload")
     if head.startswith(b"\x1f\x8b"):
         with _reading("tar.gz"), gzip.open(upload, "rb") as inner:
-            if not _looks_like_tar(inner.read(2 * tarfile.BLOCKSIZE)):
+            if not _looks_like_tar(inner.read(2 * BLOCK)):
                 raise BadRequest(
                     "The upload is gzip-compressed, but what it holds is not a tar archive.",
                     code="not_an_archive",
@@ -383,111 +387,200 @@ def _detect_format(upload: Path) -> str:
 
 def _looks_like_tar(head: bytes) -> bool:
     """A first header whose checksum is right (ustar, GNU and v7 all carry one), or an empty archive."""
-    if len(head) < tarfile.BLOCKSIZE:
+    if len(head) < BLOCK:
         return False
-    block = head[: tarfile.BLOCKSIZE]
-    if block == bytes(tarfile.BLOCKSIZE):
+    if head[:BLOCK] == _ZERO_BLOCK:
         # An empty tar is just its two zero end-of-archive blocks.
-        return head == bytes(2 * tarfile.BLOCKSIZE)
-    field = block[148:156].replace(b"\x00", b" ").strip()
-    if not field or any(digit not in b"01234567" for digit in field):
-        return False
+        return head == _ZERO_BLOCK * 2
+    return _checksum_ok(head[:BLOCK])
+
+
+def _checksum_ok(header: bytes) -> bool:
     # The checksum is the sum of the header's bytes with its own field counted as spaces; some old tars
     # summed them as signed bytes.
-    rest = block[:148] + b" " * 8 + block[156:]
-    signed = sum(struct.unpack("512b", rest))
-    return int(field, 8) in (sum(rest), signed)
-
-
-class _GuardedTarInfo(tarfile.TarInfo):
-    """tarfile's member parser, refusing what would make it read without bound or accept a cut header.
-
-    tarfile invites overriding _proc_member in a subclass (see its source) for exactly this.
-    """
-
-    @classmethod
-    def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> _GuardedTarInfo:
-        # tarfile treats a partial header at the end as the end of the archive; it means the file was cut.
-        if 0 < len(buf) < tarfile.BLOCKSIZE:
-            raise tarfile.ReadError("the archive ends in the middle of a header")
-        return super().frombuf(buf, encoding, errors)
-
-    def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
-        if self.type in _TAR_HEADER_RECORD_TYPES and self.size > MAX_TAR_HEADER_RECORD_BYTES:
-            raise BadRequest(
-                f"The tar archive has a {_human(self.size)} header record; Layerdeck reads "
-                f"header records of at most {_human(MAX_TAR_HEADER_RECORD_BYTES)}.",
-                code="corrupt_archive",
-            )
-        if self.type == tarfile.GNUTYPE_SPARSE:
-            raise _sparse_file(self.name)
-        member: tarfile.TarInfo = super()._proc_member(tarfile_)  # type: ignore[misc]
-        # Global pax records add up in tarfile's memory for the rest of the archive (git archive writes
-        # one of about 50 bytes).
-        if self.type == tarfile.XGLTYPE and _pax_size(tarfile_.pax_headers) > MAX_TAR_HEADER_RECORD_BYTES:
-            raise BadRequest(
-                f"The tar archive's global header records add up to more than "
-                f"{_human(MAX_TAR_HEADER_RECORD_BYTES)}, which Layerdeck does not accept.",
-                code="corrupt_archive",
-            )
-        return member
-
-    def _proc_gnusparse_10(
-        self, next: tarfile.TarInfo, pax_headers: dict[str, str], tarfile_: tarfile.TarFile
-    ) -> None:
-        # Its sparse map is read from the data with a count taken from the header: refuse before reading.
-        raise _sparse_file(next.name)
+    field = header[148:156].replace(b"\x00", b" ").strip()
+    if not _OCTAL.fullmatch(field):
+        return False
+    summed = header[:148] + b" " * 8 + header[156:]
+    return int(field, 8) in (sum(summed), sum(struct.unpack(f"{BLOCK}b", summed)))
 
 
 def _read_tar(upload: Path, source: str, writer: _ContextWriter, limits: Limits) -> None:
+    # The decompressed stream may exceed the file data by headers and padding; past this it is a bomb made
+    # of header records, which hold no file data for add_file to count.
     stream_cap = limits.max_unpacked_bytes + (limits.max_files + 1) * TAR_STREAM_BYTES_PER_MEMBER
     with open(upload, "rb") as raw, _reading(source):
-        stream: typing.BinaryIO = raw
+        stream: _Readable = raw
         if source == "tar.gz":
-            stream = typing.cast(typing.BinaryIO, gzip.GzipFile(fileobj=raw, mode="rb"))
-        capped = _CappedReader(stream, stream_cap, limits)
-        # "r|": one forward pass, no seeking, which is all a gzip stream offers cheaply.
-        with tarfile.open(
-            fileobj=capped,
-            mode="r|",
-            tarinfo=_GuardedTarInfo,  # type: ignore[call-overload]
-            encoding="utf-8",
-            errors="surrogateescape",
-        ) as tar:
-            # Even in stream mode tarfile keeps every member it has read, with its pax headers; only the
-            # current one is needed, so memory stays flat however many members the archive has.
-            while (member := tar.next()) is not None:
-                _copy_tar_member(tar, member, writer, source)
-                tar.members.clear()
+            stream = gzip.GzipFile(fileobj=raw, mode="rb")
+        reader = _TarReader(_CappedReader(stream, stream_cap, limits), source)
+        for member in reader.members():
+            if member.type == _DIRECTORY:
+                writer.add_directory(member.name, member.mode, member.mtime)
+            elif member.type in _FILE_TYPES:
+                data = _MemberReader(reader, source, member.name)
+                writer.add_file(member.name, data, member.mode, member.mtime)
+            elif member.type in _TAR_LINKS:
+                raise _link(member.name, _TAR_LINKS[member.type])
+            else:
+                unknown = f"an entry of unknown tar type {member.type.decode('latin-1')!r}"
+                raise _special(member.name, _TAR_SPECIALS.get(member.type, unknown))
 
 
-def _pax_size(headers: typing.Mapping[str, str]) -> int:
-    return sum(len(key) + len(value) for key, value in headers.items())
+@dataclass(frozen=True)
+class _TarMember:
+    name: str
+    type: bytes
+    mode: int
+    mtime: float
 
 
-def _copy_tar_member(
-    tar: tarfile.TarFile, member: tarfile.TarInfo, writer: _ContextWriter, source: str
-) -> None:
-    if member.isdir():
-        writer.add_directory(member.name, member.mode, member.mtime)
-    elif member.type in _REGULAR_TAR_TYPES:
-        if member.sparse is not None:
-            raise _sparse_file(member.name)
-        data = tar.extractfile(member)
-        assert data is not None
-        writer.add_file(member.name, _MemberReader(data, source, member.name), member.mode, member.mtime)
-    elif member.issym():
-        raise _link(member.name, "a symbolic link")
-    elif member.islnk():
-        raise _link(member.name, "a hard link")
-    elif member.ischr():
-        raise _special(member.name, "a character device")
-    elif member.isblk():
-        raise _special(member.name, "a block device")
-    elif member.isfifo():
-        raise _special(member.name, "a FIFO (named pipe)")
-    else:
-        raise _special(member.name, f"an entry of unknown tar type {member.type.decode('latin-1')!r}")
+class _TarReader:
+    """A forward-only tar reader (v7, ustar, GNU long names, pax) for the few fields a context needs.
+
+    Not tarfile: Python 3.11.7's tarfile parses pax records with regexps that take quadratic time on
+    crafted input (CVE-2024-6232: 64 KiB of digits costs 11 s), reads long-name and pax records whole
+    whatever their size, and keeps every member it has seen in memory. This reader is linear, holds one
+    header record at a time, and reads a member's data only through read().
+    """
+
+    def __init__(self, stream: _Readable, source: str) -> None:
+        self._stream = stream
+        self._source = source
+        self._name = ""
+        self._remaining = 0  # data bytes of the current member not read yet
+        self._padding = 0  # zero bytes that round the current member's data up to a block
+
+    def members(self) -> Iterator[_TarMember]:
+        long_name: bytes | None = None
+        pax: dict[bytes, bytes] = {}
+        while True:
+            self._skip(self._remaining + self._padding)
+            self._remaining = self._padding = 0
+            header = self._read(BLOCK, end_allowed=True)
+            if not header or header == _ZERO_BLOCK:
+                return  # the end-of-archive block, or the file ends between members (tar accepts that too)
+            if not _checksum_ok(header):
+                raise _damaged(self._source)
+            kind = header[156:157]
+            size = self._number(header[124:136])
+            if size < 0:
+                raise _damaged(self._source)
+            if kind in _TAR_RECORDS:
+                if size > MAX_TAR_HEADER_RECORD_BYTES:
+                    raise BadRequest(
+                        f"The tar archive has a {_human(size)} header record; Layerdeck reads header "
+                        f"records of at most {_human(MAX_TAR_HEADER_RECORD_BYTES)}.",
+                        code="corrupt_archive",
+                    )
+                record = self._read(size)
+                self._padding = -size % BLOCK
+                if kind == b"L":
+                    long_name = record.split(b"\x00", 1)[0]
+                elif kind in (b"x", b"X"):
+                    pax = self._pax_records(record)
+                elif kind == b"g":
+                    self._pax_records(record)  # checked, not used: git archive puts its commit id here
+                continue  # "K", a long link target: links are refused anyway
+            raw_name = pax.get(b"path") or long_name or _ustar_name(header)
+            self._name = raw_name.decode("utf-8", "surrogateescape")
+            if kind == b"\x00" and self._name.endswith("/"):
+                kind = _DIRECTORY  # how pre-POSIX tars mark a directory
+            if any(key.startswith(b"GNU.sparse.") for key in pax):
+                kind = b"S"
+            mtime: float = self._number(header[136:148])
+            if b"size" in pax:
+                size = self._pax_size(pax[b"size"])
+            if b"mtime" in pax:
+                mtime = self._pax_mtime(pax[b"mtime"])
+            if kind in _FILE_TYPES:
+                self._remaining, self._padding = size, -size % BLOCK
+            yield _TarMember(self._name, kind, self._number(header[100:108]), mtime)
+            long_name, pax = None, {}
+
+    def read(self, size: int = -1, /) -> bytes:
+        """The current member's data; short reads, b"" at its end."""
+        if self._remaining == 0:
+            return b""
+        wanted = self._remaining if size < 0 else min(size, self._remaining)
+        chunk = self._stream.read(min(wanted, CHUNK))
+        if not chunk:
+            raise _damaged(self._source, self._name)
+        self._remaining -= len(chunk)
+        return chunk
+
+    def _read(self, size: int, *, end_allowed: bool = False) -> bytes:
+        parts: list[bytes] = []
+        missing = size
+        while missing:
+            chunk = self._stream.read(min(missing, CHUNK))
+            if not chunk:
+                if end_allowed and missing == size:
+                    return b""
+                raise _damaged(self._source)
+            parts.append(chunk)
+            missing -= len(chunk)
+        return b"".join(parts)
+
+    def _skip(self, size: int) -> None:
+        while size:
+            chunk = self._stream.read(min(size, CHUNK))
+            if not chunk:
+                raise _damaged(self._source, self._name)
+            size -= len(chunk)
+
+    def _number(self, field: bytes) -> int:
+        """A numeric header field: octal text, or GNU's base-256 for values that do not fit."""
+        if field[:1] in (b"\x80", b"\xff"):
+            value = int.from_bytes(field[1:], "big")
+            if field[:1] == b"\xff":
+                value -= 256 ** (len(field) - 1)
+        else:
+            text = field.split(b"\x00", 1)[0].strip()
+            if text and not _OCTAL.fullmatch(text):
+                raise _damaged(self._source)
+            value = int(text or b"0", 8)
+        return value
+
+    def _pax_records(self, record: bytes) -> dict[bytes, bytes]:
+        """Pax records, "<length> <keyword>=<value>\\n" each, parsed by their lengths in one pass."""
+        values: dict[bytes, bytes] = {}
+        position = 0
+        while position < len(record) and record[position] != 0:
+            space = record.find(b" ", position, position + 21)
+            length = record[position:space]
+            if space < 0 or not length.isdigit():
+                raise _damaged(self._source)
+            end = position + int(length)
+            keyword, equals, value = record[space + 1 : end - 1].partition(b"=")
+            framed = space + 1 < end <= len(record) and record[end - 1 : end] == b"\n"
+            if not framed or not keyword or not equals:
+                raise _damaged(self._source)
+            values[keyword] = value
+            position = end
+        return values
+
+    def _pax_size(self, value: bytes) -> int:
+        if not value.isdigit():
+            raise _damaged(self._source)
+        return int(value)
+
+    def _pax_mtime(self, value: bytes) -> float:
+        try:
+            return float(value)  # may carry a fraction; the writer clamps what a tar header cannot hold
+        except ValueError:
+            raise _damaged(self._source) from None
+
+
+def _ustar_name(header: bytes) -> bytes:
+    name = header[:100].split(b"\x00", 1)[0]
+    if header[257:263] == b"ustar\x00":
+        # POSIX ustar keeps leading directories of a long name in a prefix field; GNU tars use those bytes
+        # for other things and say so with a different magic ("ustar  ").
+        prefix = header[345:500].split(b"\x00", 1)[0]
+        if prefix:
+            name = prefix + b"/" + name
+    return name
 
 
 def _read_zip(upload: Path, writer: _ContextWriter, limits: Limits) -> None:
@@ -607,7 +700,7 @@ def _check_zip_entries_do_not_overlap(
 class _CappedReader:
     """A read()-only view of a stream that stops after `cap` bytes, whatever the stream holds."""
 
-    def __init__(self, stream: typing.BinaryIO, cap: int, limits: Limits) -> None:
+    def __init__(self, stream: _Readable, cap: int, limits: Limits) -> None:
         self._stream = stream
         self._cap = cap
         self._limits = limits
@@ -640,7 +733,7 @@ class _MemberReader:
             return self._stream.read(size)
 
 
-_DAMAGED = (tarfile.TarError, zipfile.BadZipFile, gzip.BadGzipFile, EOFError, zlib.error, lzma.LZMAError)
+_DAMAGED = (zipfile.BadZipFile, gzip.BadGzipFile, EOFError, zlib.error, lzma.LZMAError)
 
 
 @contextmanager

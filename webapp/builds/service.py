@@ -6,6 +6,8 @@ workers (or a cancel racing a claim) can never both own a build.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import threading
@@ -53,29 +55,72 @@ def limits_for(app: Flask) -> context.Limits:
     )
 
 
+@dataclass(frozen=True)
+class StoredContext:
+    """A cleaned context for a new build: a fresh file to move into place, or one an earlier build stored."""
+
+    source: str
+    files: int
+    bytes: int
+    digest: str
+    fresh: Path | None = None  # a packed tar under tmp/, to become contexts/<id>.tar
+    existing: str | None = None  # an earlier build's context_file (contexts are never changed once stored)
+
+
+def upload_digest(upload: Upload, dockerfile: str) -> str:
+    """What identifies an upload: its bytes and the Dockerfile path (the only option packing depends on)."""
+    digest = hashlib.sha256(f"layerdeck-context-v1\0{dockerfile}\0".encode())
+    if upload.archive is not None:
+        with upload.archive.open("rb") as file:
+            while chunk := file.read(1024**2):
+                digest.update(chunk)
+    else:
+        digest.update(b"text\0" + (upload.dockerfile_text or "").encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()
+
+
 def submit_build(app: Flask, upload: Upload, options: BuildOptions) -> Build:
     """Check the engine, turn the upload into a clean context tar, then record the build as queued.
 
+    The same bytes uploaded again (the everyday case: build, change nothing or just a setting, build
+    again) reuse the context the first upload was cleaned into instead of unpacking it once more.
     Nothing is written to the database until the context is known to be good, and the context file is
     removed again if the row cannot be written: a refused upload leaves nothing behind.
     """
     runner: BuildRunner = app.extensions["layerdeck.runner"]
     runner.engine.ping()
+    limits = limits_for(app)
     dockerfile = context.normalise_dockerfile_path(options.dockerfile)
+    if upload.archive is not None and upload.archive.stat().st_size > limits.max_upload_bytes:
+        raise TooLarge(
+            f"The upload is larger than the {limits.max_upload_bytes / 1024**2:g} MiB limit "
+            "(LAYERDECK_MAX_UPLOAD_SIZE).", code="upload_too_large")
+    digest = upload_digest(upload, dockerfile)
+    earlier = _stored_context(app, digest, limits)
+    if earlier is not None:
+        return _record_build(app, options, dockerfile, earlier)
     tmp = data_path(app, "tmp", f"context-{uuid.uuid4().hex}.tar")
-    if upload.archive is not None:
-        limits = limits_for(app)
-        if upload.archive.stat().st_size > limits.max_upload_bytes:
-            raise TooLarge(
-                f"The upload is larger than the {limits.max_upload_bytes / 1024**2:g} MiB limit "
-                "(LAYERDECK_MAX_UPLOAD_SIZE).", code="upload_too_large")
-        info = context.pack_archive(upload.archive, tmp, dockerfile, limits_for(app))
-    else:
-        info = context.pack_dockerfile_text(upload.dockerfile_text or "", tmp, dockerfile)
     try:
-        return _record_build(app, options, dockerfile, tmp, info.source, info.files, info.bytes, None)
+        if upload.archive is not None:
+            info = context.pack_archive(upload.archive, tmp, dockerfile, limits)
+        else:
+            info = context.pack_dockerfile_text(upload.dockerfile_text or "", tmp, dockerfile)
+        fresh = StoredContext(info.source, info.files, info.bytes, digest, fresh=tmp)
+        return _record_build(app, options, dockerfile, fresh)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _stored_context(app: Flask, digest: str, limits: context.Limits) -> StoredContext | None:
+    earlier = db.session.scalars(
+        select(Build).where(Build.upload_digest == digest).order_by(Build.id.desc()).limit(1)
+    ).first()
+    if earlier is None or not data_path(app, earlier.context_file).is_file():
+        return None
+    if earlier.context_files > limits.max_files or earlier.context_bytes > limits.max_unpacked_bytes:
+        return None  # the caps were lowered since: unpack again so the refusal says why
+    return StoredContext(earlier.context_source, earlier.context_files, earlier.context_bytes, digest,
+                         existing=earlier.context_file)
 
 
 def rebuild(app: Flask, build_id: int) -> Build:
@@ -83,41 +128,36 @@ def rebuild(app: Flask, build_id: int) -> Build:
     source = db.session.get(Build, build_id)
     if source is None:
         raise NotFound(f"There is no build #{build_id}.", code="no_such_build")
-    stored = data_path(app, source.context_file)
-    if not stored.is_file():
+    if not data_path(app, source.context_file).is_file():
         raise Conflict(f"Build #{build_id}'s context is no longer stored, so it cannot be rebuilt.",
                        code="context_gone")
     runner.engine.ping()
     options = BuildOptions(builder=source.builder, tag=source.tag, dockerfile=source.dockerfile,
                            build_args=source.args(), target=source.target, no_cache=source.no_cache)
-    return _record_build(app, options, source.dockerfile, None, source.context_source, source.context_files,
-                         source.context_bytes, source)
+    stored = StoredContext(source.context_source, source.context_files, source.context_bytes,
+                           source.upload_digest or "", existing=source.context_file)
+    return _record_build(app, options, source.dockerfile, stored, rebuild_of=source.id)
 
 
-def _record_build(app: Flask, options: BuildOptions, dockerfile: str, tmp: Path | None, source: str,
-                  files: int, size: int, rebuild_of: Build | None) -> Build:
-    import json
-
+def _record_build(app: Flask, options: BuildOptions, dockerfile: str, ctx: StoredContext,
+                  rebuild_of: int | None = None) -> Build:
     runner: BuildRunner = app.extensions["layerdeck.runner"]
     begin_write()
     build = Build(
         status=BuildStatus.QUEUED, builder=options.builder, tag=options.tag, dockerfile=dockerfile,
         build_args=json.dumps(options.build_args), target=options.target, no_cache=options.no_cache,
-        context_source=source, context_files=files, context_bytes=size, created_at=time.time(),
-        context_file="", rebuild_of=rebuild_of.id if rebuild_of else None,
+        context_source=ctx.source, context_files=ctx.files, context_bytes=ctx.bytes, created_at=time.time(),
+        context_file=ctx.existing or "", upload_digest=ctx.digest or None, rebuild_of=rebuild_of,
     )
     db.session.add(build)
     final: Path | None = None
     try:
         db.session.flush()
-        if rebuild_of is not None:
-            build.context_file = rebuild_of.context_file  # contexts are immutable: share the file
-        else:
-            assert tmp is not None
+        if ctx.fresh is not None:
             build.context_file = f"contexts/{build.id}.tar"
             final = data_path(app, build.context_file)
             final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp, final)
+            os.replace(ctx.fresh, final)
         db.session.commit()
     except BaseException:
         db.session.rollback()

@@ -1,8 +1,8 @@
 """builds, steps and build events
 
-Revision ID: 0ed1399967c5
+Revision ID: 8211ae68c011
 Revises: 
-Create Date: 2026-11-28 02:23:03.101989
+Create Date: 2026-11-28 02:38:14.779127
 
 """
 from alembic import op
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '0ed1399967c5'
+revision = '8211ae68c011'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -31,6 +31,7 @@ def upgrade():
     sa.Column('context_source', sa.String(length=16), nullable=False),
     sa.Column('context_files', sa.Integer(), nullable=False),
     sa.Column('context_bytes', sa.Integer(), nullable=False),
+    sa.Column('upload_digest', sa.String(length=64), nullable=True),
     sa.Column('rebuild_of', sa.Integer(), nullable=True),
     sa.Column('image_id', sa.String(length=128), nullable=True),
     sa.Column('error', sa.Text(), nullable=True),
@@ -44,6 +45,7 @@ def upgrade():
     )
     with op.batch_alter_table('builds', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_builds_status'), ['status'], unique=False)
+        batch_op.create_index(batch_op.f('ix_builds_upload_digest'), ['upload_digest'], unique=False)
 
     op.create_table('build_events',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -84,6 +86,7 @@ def downgrade():
 
     op.drop_table('build_events')
     with op.batch_alter_table('builds', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_builds_upload_digest'))
         batch_op.drop_index(batch_op.f('ix_builds_status'))
 
     op.drop_table('builds')

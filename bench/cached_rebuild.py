@@ -1,0 +1,102 @@
+"""Benchmark 1: a fully cached rebuild of a 2,000-file, 6 MB context, through Layerdeck's API (upload to
+`succeeded`, seen as the websocket's `end`) against the engine's own /build API on the same tar with the
+same builder, alternated in one run. Prints the median ratio (target: at most 1.3).
+
+    .venv/bin/python -m bench.cached_rebuild [--rounds 9] [--builder classic]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import random
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+import docker
+
+from bench.common import base_image, layerdeck_server, median, upload
+from tests.wsclient import WSClient
+
+FILES = 2000
+TOTAL_BYTES = 6 * 1024**2
+
+
+def make_context(base: str, path: Path) -> None:
+    rng = random.Random(42)
+    each = TOTAL_BYTES // FILES
+    dockerfile = (f"FROM {base}\nWORKDIR /app\nCOPY requirements.txt .\nRUN echo installing requirements\n"
+                  "COPY . /app\nRUN ls -R /app | wc -l\n")
+    with tarfile.open(path, "w", format=tarfile.GNU_FORMAT) as tar:
+        def add(name: str, data: bytes) -> None:
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o644, 1_700_000_000
+            tar.addfile(info, io.BytesIO(data))
+
+        add("Dockerfile", dockerfile.encode())
+        add("requirements.txt", b"flask==3.0\n")
+        for i in range(FILES - 2):
+            add(f"src/pkg{i // 100:02d}/module_{i:04d}.py", rng.randbytes(each))
+
+
+def via_engine(api: docker.APIClient, tar: Path, tag: str, labels: dict[str, str]) -> float:
+    params = {"t": tag, "rm": "1", "forcerm": "1", "labels": json.dumps(labels), "dockerfile": "Dockerfile"}
+    start = time.perf_counter()
+    with tar.open("rb") as body:
+        response = api._post(api._url("/build"), params=params, data=body,
+                             headers={"Content-Type": "application/x-tar"}, stream=True, timeout=None)
+    for chunk in api._stream_helper(response, decode=True):
+        if "error" in chunk:
+            raise RuntimeError(chunk["error"])
+    return time.perf_counter() - start
+
+
+def via_layerdeck(url: str, tar: Path, tag: str, builder: str) -> float:
+    start = time.perf_counter()
+    created = upload(url, tar, {"tag": tag, "builder": builder})
+    ws = WSClient(url.replace("http://", "ws://") + created["ws_url"])
+    status = None
+    while (data := ws.receive()) is not None:
+        message = json.loads(data)
+        if message["type"] == "end":
+            status = message["status"]
+            break
+    elapsed = time.perf_counter() - start
+    ws.close()
+    if status != "succeeded":
+        raise RuntimeError(f"build {created['id']} ended {status}")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--builder", default="classic")
+    args = parser.parse_args()
+    api = docker.APIClient(version="auto")
+    base = base_image(api)
+    with tempfile.TemporaryDirectory() as tmp:
+        tar = Path(tmp) / "context.tar"
+        make_context(base, tar)
+        print(f"context: {FILES} files, {os.path.getsize(tar) / 1024**2:.1f} MiB tar, builder {args.builder}")
+        with layerdeck_server() as server:
+            tag = f"layerdeck-bench/cached:{server.instance_id[:8]}"
+            labels = {"layerdeck.instance": server.instance_id}  # what Layerdeck sends with every build
+            via_layerdeck(server.url, tar, tag, args.builder)  # warm the cache once, through both paths
+            via_engine(api, tar, tag, labels)
+            ld, en = [], []
+            for _ in range(args.rounds):
+                ld.append(via_layerdeck(server.url, tar, tag, args.builder))
+                en.append(via_engine(api, tar, tag, labels))
+    ratios = [a / b for a, b in zip(ld, en, strict=True)]
+    print(f"engine /build alone: median {median(en):.3f} s  (min {min(en):.3f}, max {max(en):.3f})")
+    print(f"through Layerdeck:   median {median(ld):.3f} s  (min {min(ld):.3f}, max {max(ld):.3f})")
+    print(f"median ratio Layerdeck / engine: {median(ratios):.2f}  (target <= 1.3) over {args.rounds} rounds")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""Shared pieces of the benchmarks: a real `layerdeck serve` in a subprocess, the busybox base image,
+multipart bodies streamed from disk, and small statistics."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+import docker
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+BUSYBOX = Path("/bin/busybox")
+
+
+def base_image(client: docker.APIClient) -> str:
+    """The same locally made busybox base image the tests use (FROM scratch + static busybox)."""
+    data = BUSYBOX.read_bytes()
+    tag = f"layerdeck-test/busybox:{hashlib.sha256(data).hexdigest()[:12]}"
+    if client.images(name=tag):
+        return tag
+    dockerfile = 'FROM scratch\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox","--install","-s","/bin"]\n' \
+                 'LABEL layerdeck.test="base"\n'
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for name, raw, mode in (("Dockerfile", dockerfile.encode(), 0o644), ("busybox", data, 0o755)):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(raw), mode
+            tar.addfile(info, io.BytesIO(raw))
+    buf.seek(0)
+    for _ in client.build(fileobj=buf, custom_context=True, tag=tag, rm=True, forcerm=True, decode=True):
+        pass
+    return tag
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    def __init__(self, proc: subprocess.Popen[bytes], url: str, data_dir: Path) -> None:
+        self.proc = proc
+        self.url = url
+        self.data_dir = data_dir
+
+    def worker_pid(self) -> int:
+        """gunicorn's worker (the process that serves requests and runs builds)."""
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
+        return int(children[0]) if children else self.proc.pid
+
+    @property
+    def instance_id(self) -> str:
+        return (self.data_dir / "instance-id").read_text().strip()
+
+
+@contextmanager
+def layerdeck_server(**env: str) -> Iterator[Server]:
+    """`layerdeck serve` on a free port with its own data folder; removes its images afterwards."""
+    data_dir = Path(tempfile.mkdtemp(prefix="layerdeck-bench-"))
+    port = free_port()
+    environ = {**os.environ, "LAYERDECK_DATA_DIR": str(data_dir), "LAYERDECK_PORT": str(port), **env}
+    log = open(data_dir / "server.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen([sys.executable, "-m", "webapp.cli", "serve"], env=environ, cwd=ROOT,
+                            stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            try:
+                requests.get(url + "/api/v1/health", timeout=1)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError(f"layerdeck serve did not start; see {data_dir / 'server.log'}")
+        yield Server(proc, url, data_dir)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+        client = docker.from_env()
+        for image in client.images.list(filters={"label": f"layerdeck.instance={_instance(data_dir)}"}):
+            try:
+                client.images.remove(image.id, force=True)
+            except docker.errors.APIError:
+                pass
+
+
+def _instance(data_dir: Path) -> str:
+    path = data_dir / "instance-id"
+    return path.read_text().strip() if path.exists() else uuid.uuid4().hex
+
+
+class MultipartFile:
+    """A multipart/form-data body with one file part streamed from disk, with a known length, so an
+    upload of any size costs the client no memory and the server gets a Content-Length."""
+
+    def __init__(self, path: Path, fields: dict[str, str] | None = None, name: str = "context") -> None:
+        self.boundary = uuid.uuid4().hex
+        head = b"".join(
+            f'--{self.boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+            for k, v in (fields or {}).items()
+        )
+        head += (f'--{self.boundary}\r\nContent-Disposition: form-data; name="{name}"; '
+                 f'filename="{path.name}"\r\nContent-Type: application/octet-stream\r\n\r\n').encode()
+        self._parts: list[IO[bytes]] = [io.BytesIO(head), path.open("rb"),
+                                        io.BytesIO(f"\r\n--{self.boundary}--\r\n".encode())]
+        self._len = len(head) + path.stat().st_size + len(f"\r\n--{self.boundary}--\r\n")
+
+    @property
+    def content_type(self) -> str:
+        return f"multipart/form-data; boundary={self.boundary}"
+
+    def __len__(self) -> int:
+        return self._len
+
+    def read(self, size: int = -1) -> bytes:
+        size = 1024**2 if size is None or size < 0 else size
+        while self._parts:
+            data = self._parts[0].read(size)
+            if data:
+                return data
+            self._parts.pop(0).close()
+        return b""
+
+
+def upload(server_url: str, path: Path, fields: dict[str, str] | None = None) -> dict[str, Any]:
+    body = MultipartFile(path, fields)
+    response = requests.post(server_url + "/api/v1/builds", data=body,
+                             headers={"Content-Type": body.content_type}, timeout=600)
+    response.raise_for_status()
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * p / 100
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
