@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     p_serve = sub.add_parser("serve", help="apply migrations and serve the dashboard")
     p_serve.add_argument("--host", help="address to listen on (LAYERDECK_HOST)")
     p_serve.add_argument("--port", type=int, help="port to listen on (LAYERDECK_PORT)")
-    p_serve.add_argument("--threads", type=int, default=32, help="request threads (default 32)")
+    p_serve.add_argument("--threads", type=int, help="request threads (LAYERDECK_THREADS)")
     p_db = sub.add_parser("db", help="database maintenance")
     p_db.add_argument("action", choices=["upgrade"])
     p_settings = sub.add_parser("settings", help="list every setting with its default")
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     host = args.host or settings["HOST"]
     port = args.port or settings["PORT"]
     upgrade_database()
-    serve(host, port, args.threads)
+    serve(host, port, args.threads or settings["THREADS"])
     return 0
 
 

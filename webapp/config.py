@@ -73,6 +73,8 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting("HOST", "127.0.0.1", str.strip, "Address `layerdeck serve` listens on."),
     Setting("PORT", "8000", parse_port, "Port `layerdeck serve` listens on."),
+    Setting("THREADS", "128", parse_positive_int,
+            "Request threads of `layerdeck serve`; every open build page holds one for its websocket."),
     Setting("DATA_DIR", "instance", str.strip,
             "Folder for the SQLite database, stored build contexts and uploads in progress."),
     Setting("DATABASE_URL", "", str.strip,
