@@ -41,6 +41,7 @@ class Upload:
 
     archive: Path | None = None
     dockerfile_text: str | None = None
+    from_folder: bool = False  # a folder the page packed into a tar
 
 
 def data_path(app: Flask, *parts: str) -> Path:
@@ -105,7 +106,8 @@ def submit_build(app: Flask, upload: Upload, options: BuildOptions) -> Build:
             info = context.pack_archive(upload.archive, tmp, dockerfile, limits)
         else:
             info = context.pack_dockerfile_text(upload.dockerfile_text or "", tmp, dockerfile)
-        fresh = StoredContext(info.source, info.files, info.bytes, digest, fresh=tmp)
+        source = "folder" if upload.from_folder and info.source == "tar" else info.source
+        fresh = StoredContext(source, info.files, info.bytes, digest, fresh=tmp)
         return _record_build(app, options, dockerfile, fresh)
     finally:
         tmp.unlink(missing_ok=True)

@@ -59,9 +59,13 @@ def _upload_from_form() -> service.Upload:
         raise BadRequest("Send either a context archive or a pasted Dockerfile, not both.", code="two_contexts")
     if has_file:
         assert file is not None
-        return service.Upload(archive=Path(uploaded_path(file)))
+        # The page sends a chosen folder as a tar it packed itself; remember it came from a folder.
+        folder = request.form.get("context_source") == "folder"
+        return service.Upload(archive=Path(uploaded_path(file)), from_folder=folder)
     if has_text:
-        return service.Upload(dockerfile_text=text)
+        assert text is not None
+        # Browsers send form text with CRLF line ends; a Dockerfile is written with LF.
+        return service.Upload(dockerfile_text=text.replace("\r\n", "\n"))
     raise BadRequest(
         "Nothing to build: choose a folder or an archive (.tar, .tar.gz, .zip), or paste a Dockerfile.",
         code="no_context",

@@ -1,0 +1,81 @@
+"""A person in real Chromium: choose a folder, watch the steps turn BUILT, rebuild, see CACHED."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.browser.conftest import Served, shot
+
+pytestmark = [pytest.mark.browser, pytest.mark.engine]
+
+
+def make_folder(root: Path, base_image: str, marker: str) -> Path:
+    folder = root / "shop-api"
+    (folder / "app").mkdir(parents=True)
+    (folder / "Dockerfile").write_text(
+        f"FROM {base_image}\nWORKDIR /srv\nCOPY requirements.txt .\n"
+        "RUN echo installing requirements && sleep 1 && cat requirements.txt\n"
+        "COPY ./app ./app\nRUN echo '<b>not bold</b>' && ls app\n"
+    )
+    (folder / "requirements.txt").write_text(f"flask==3.0  # {marker}\n")
+    (folder / "app" / "main.py").write_text("print('hello')\n")
+    return folder
+
+
+def wait_for_status(page: Any, status: str, timeout: float = 120_000) -> None:
+    page.wait_for_selector(f'[data-testid="build-status"][data-status="{status}"]', timeout=timeout)
+
+
+def step_badges(page: Any) -> list[tuple[str, str]]:
+    rows = page.locator('[data-testid="step"]')
+    return [(rows.nth(i).get_attribute("data-status"), rows.nth(i).locator('[data-testid="step-badge"]').inner_text())
+            for i in range(rows.count())]
+
+
+def test_upload_a_folder_watch_it_build_then_rebuild_from_cache(
+    page: Any, served: Served, base_image: str, tmp_path: Path
+) -> None:
+    folder = make_folder(tmp_path, base_image, served.data_dir.name + str(id(page)))
+    page.goto(served.url + "/")
+    page.locator('[data-testid="folder-input"]').set_input_files(str(folder))
+    page.fill('[data-testid="tag-input"]', "layerdeck-test/browser:1")
+    page.click('[data-testid="submit"]')
+    page.wait_for_url(re.compile(r"/builds/\d+$"))
+
+    # Steps arrive live; the RUN with `sleep 1` is seen running before it is built.
+    page.wait_for_selector('[data-testid="step"][data-status="running"]', timeout=60_000)
+    wait_for_status(page, "succeeded")
+    badges = step_badges(page)
+    assert [status for status, _ in badges] == ["built"] * 7
+    assert [text.strip().upper() for _, text in badges[2:]] == ["BUILT"] * 5
+    assert "<b>not bold</b>" in page.locator('[data-testid="step-log"]').all_inner_texts()[5] or \
+        "<b>not bold</b>" in page.content().replace("&lt;", "<").replace("&gt;", ">")
+    assert page.locator("b", has_text="not bold").count() == 0  # log text is never HTML
+    shot(page, "build-first")
+
+    page.click('[data-testid="rebuild"]')
+    page.wait_for_url(re.compile(r"/builds/\d+$"))
+    wait_for_status(page, "succeeded")
+    badges = step_badges(page)
+    assert [text.strip().upper() for _, text in badges[1:]] == ["CACHED"] * 6
+    summary = page.locator('[data-testid="cache-summary"]')
+    assert summary.get_attribute("data-hits") == "6" and summary.get_attribute("data-total") == "6"
+    shot(page, "build-rebuild-cached")
+    assert page.console_errors == []
+
+
+def test_a_bad_upload_shows_the_reason_in_the_page(page: Any, served: Served, tmp_path: Path) -> None:
+    not_archive = tmp_path / "notes.zip"
+    not_archive.write_text("this is not a zip file at all")
+    page.goto(served.url + "/")
+    page.locator('[data-testid="file-input"]').set_input_files(str(not_archive))
+    page.click('[data-testid="submit"]')
+    error = page.locator('[data-testid="form-error"]')
+    error.wait_for(timeout=30_000)
+    assert "not a tar, tar.gz or zip archive" in error.inner_text()
+    assert page.url == served.url + "/"
+    shot(page, "index-error")
