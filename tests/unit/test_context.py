@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import math
 import random
 import stat
 import struct
@@ -23,8 +22,6 @@ from webapp.builds.context import (
     normalise_dockerfile_path,
     pack_archive,
     pack_dockerfile_text,
-    pack_folder,
-    save_upload,
 )
 from webapp.errors import LayerdeckError
 
@@ -72,6 +69,46 @@ def tar_bytes(*members: Member, compress: bool = False, format: int = tarfile.GN
             info.size = len(member.data) if member.kind == tarfile.REGTYPE else 0
             tar.addfile(info, io.BytesIO(member.data) if info.size else None)
     return buffer.getvalue()
+
+
+def browser_tar(*members: Member) -> bytes:
+    """A folder as the page packs it (static/js/tar.js): GNU headers, mode 0644, uid and gid 0, the file's
+    own mtime, a "././@LongLink" record of type L before a name over 100 bytes, and no directory entries.
+
+    Names are written as given: the page has already stripped the folder's own name from them.
+    """
+
+    def octal(value: int, width: int) -> bytes:  # width includes the terminating NUL
+        field = f"{value:0{width - 1}o}\0".encode()
+        assert len(field) == width
+        return field
+
+    def header(name: bytes, size: int, mtime: int, kind: bytes) -> bytes:
+        block = bytearray(512)
+        block[: min(len(name), 100)] = name[:100]
+        block[100:108] = octal(0o644, 8)
+        block[108:116] = octal(0, 8)  # uid
+        block[116:124] = octal(0, 8)  # gid
+        block[124:136] = octal(size, 12)
+        block[136:148] = octal(max(0, mtime), 12)
+        block[148:156] = b" " * 8  # the checksum is computed with its own field as spaces
+        block[156:157] = kind
+        block[257:265] = b"ustar  \0"  # GNU magic and version
+        block[148:156] = f"{sum(block):06o}\0 ".encode()
+        assert len(block) == 512
+        return bytes(block)
+
+    def padded(data: bytes) -> bytes:
+        return data + bytes(-len(data) % 512)
+
+    parts = []
+    for member in members:
+        assert member.kind == tarfile.REGTYPE and member.mode == 0o644, "the page sends only plain files"
+        name = member.name.encode()
+        if len(name) > 100:
+            parts += [header(b"././@LongLink", len(name) + 1, 0, b"L"), padded(name + b"\0")]
+        parts += [header(name, len(member.data), member.mtime, b"0"), padded(member.data)]
+    return b"".join(parts) + bytes(2 * 512)
 
 
 def zip_bytes(*members: Member, unix_modes: bool = True) -> bytes:
@@ -156,7 +193,7 @@ def read_back(out: Path, info: ContextInfo) -> Packed:
             members[member.name] = (
                 "dir" if member.isdir() else "file",
                 member.mode,
-                member.mtime,
+                int(member.mtime),
                 member.size,
             )
             if member.isfile():
@@ -272,7 +309,7 @@ def test_a_zip_made_on_windows_gets_the_usual_default_modes(tmp_path: Path, out:
     assert packed.members["conf/app.ini"][:2] == ("file", 0o644)
 
 
-def test_the_same_files_from_tar_tar_gz_zip_and_a_folder_give_byte_identical_contexts(
+def test_the_same_files_from_tar_tar_gz_zip_and_a_browser_packed_folder_give_byte_identical_contexts(
     tmp_path: Path, out: Path
 ) -> None:
     files = [
@@ -285,16 +322,10 @@ def test_the_same_files_from_tar_tar_gz_zip_and_a_folder_give_byte_identical_con
         pack(tmp_path, out.with_name("from.tar"), tar_bytes(*files)),
         pack(tmp_path, out.with_name("from.tar.gz"), tar_bytes(*reversed(files), compress=True)),
         pack(tmp_path, out.with_name("from.zip"), zip_bytes(*files)),
+        pack(tmp_path, out.with_name("from-folder.tar"), browser_tar(*files)),
     ]
-    folder_info = pack_folder(
-        [(f"myapp/{member.name}", io.BytesIO(member.data), float(member.mtime)) for member in files],
-        out,
-        "Dockerfile",
-        Limits(),
-    )
-    results.append(read_back(out, folder_info))
 
-    assert [packed.info.source for packed in results] == ["tar", "tar.gz", "zip", "folder"]
+    assert [packed.info.source for packed in results] == ["tar", "tar.gz", "zip", "tar"]
     first = results[0]
     assert list(first.members) == [
         "Dockerfile",
@@ -375,6 +406,26 @@ def test_long_and_non_utf8_names_come_out_byte_for_byte(tmp_path: Path, out: Pat
     assert b"caf\xe9.txt" in packed.raw
 
 
+@pytest.mark.parametrize("format", [tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])
+def test_every_tar_format_is_read_as_tarfile_reads_it(tmp_path: Path, out: Path, format: int) -> None:
+    names = ["Dockerfile", "d/" * 60 + "deep.txt", "x" * 99, "prefix/" * 20 + "y" * 90]
+    if format == tarfile.PAX_FORMAT:
+        names.append("ünïcödé/名前.txt")
+    members = [
+        file(name, name.encode() * 3, mode=0o640 + number, mtime=MTIME + number)
+        for number, name in enumerate(names)
+    ]
+    upload = tar_bytes(directory("d", mode=0o711), *members, format=format)
+    packed = pack(tmp_path, out, upload)
+
+    with tarfile.open(fileobj=io.BytesIO(upload)) as tar:
+        for member in tar:
+            assert packed.members[member.name][1:] == (member.mode, member.mtime, member.size)
+            if member.isfile():
+                extracted = tar.extractfile(member)
+                assert extracted is not None and packed.contents[member.name] == extracted.read()
+
+
 def test_the_format_is_recognised_by_its_bytes_not_its_file_name(tmp_path: Path, out: Path) -> None:
     upload = tmp_path / "context.zip"
     upload.write_bytes(tar_bytes(dockerfile()))
@@ -449,8 +500,9 @@ def test_an_empty_archive_has_no_dockerfile(tmp_path: Path, out: Path, upload: b
 def test_an_unsafe_member_name_is_refused_and_named(
     tmp_path: Path, out: Path, name: str, reason: str, archive: Callable[..., bytes]
 ) -> None:
-    error = rejects_upload(tmp_path, out, archive(dockerfile(), file(name)), "unsafe_member", 400, reason)
-    assert name.replace("\\", "\\\\")[:4] in error.message or name[:4] in error.message
+    rejects_upload(
+        tmp_path, out, archive(dockerfile(), file(name)), "unsafe_member", 400, f'"{name}"', reason
+    )
 
 
 def test_a_nul_byte_in_a_pax_name_is_refused(tmp_path: Path, out: Path) -> None:
@@ -617,40 +669,78 @@ def test_a_zip_whose_header_understates_its_size_is_refused_not_truncated(tmp_pa
     )
 
 
+def pax_record(keyword: str, value: str) -> bytes:
+    """One "<length> <keyword>=<value>\\n" record; its length counts its own digits."""
+    body = f" {keyword}={value}\n".encode()
+    length = len(body) + len(str(len(body)))
+    if len(str(length)) > len(str(len(body))):
+        length += 1
+    return str(length).encode() + body
+
+
+def tar_with_records(kind: bytes, *records: bytes, then: Member = Member("Dockerfile")) -> bytes:
+    """Header records of one kind (pax, global pax, GNU long name) before an ordinary member."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for number, record in enumerate(records):
+            info = tarfile.TarInfo(f"record{number}")
+            info.type = kind
+            info.size = len(record)
+            tar.addfile(info, io.BytesIO(record))
+        info = tarfile.TarInfo(then.name)
+        info.size = len(then.data)
+        info.mode = then.mode
+        info.mtime = then.mtime
+        tar.addfile(info, io.BytesIO(then.data))
+    return buffer.getvalue()
+
+
+def test_the_pax_record_helper_counts_the_length_right() -> None:
+    assert pax_record("comment", "x" * 93) == b"106 comment=" + b"x" * 93 + b"\n"
+    assert pax_record("a", "") == b"5 a=\n"
+
+
 def test_a_tar_made_mostly_of_header_records_still_stops_at_the_cap(tmp_path: Path, out: Path) -> None:
     # Global pax records hold no file data for the byte count to see; the stream itself is capped too.
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
-        for number in range(4):
-            record = tarfile.TarInfo(f"global{number}")
-            record.type = tarfile.XGLTYPE
-            payload = f"30 comment={'x' * (700 * 1024)}\n".encode()
-            record.size = len(payload)
-            tar.addfile(record, io.BytesIO(payload))
-        tar.addfile(tarfile.TarInfo("Dockerfile"))
+    records = [pax_record("comment", "x" * (700 * 1024)) for _ in range(4)]
+    upload = gzip.compress(tar_with_records(tarfile.XGLTYPE, *records))
     rejects_upload(
-        tmp_path,
-        out,
-        buffer.getvalue(),
-        "context_too_large",
-        413,
-        limits=Limits(max_unpacked_bytes=MIB, max_files=10),
+        tmp_path, out, upload, "context_too_large", 413, limits=Limits(max_unpacked_bytes=MIB, max_files=10)
     )
 
 
-def test_global_header_records_adding_up_over_1_mib_are_refused(tmp_path: Path, out: Path) -> None:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for number in range(3):
-            record = tarfile.TarInfo(f"global{number}")
-            record.type = tarfile.XGLTYPE
-            value = "x" * (600 * 1024)
-            line = f" key{number}={value}\n"
-            payload = f"{len(line) + len(str(len(line)))}{line}".encode()
-            record.size = len(payload)
-            tar.addfile(record, io.BytesIO(payload))
-        tar.addfile(tarfile.TarInfo("Dockerfile"))
-    rejects_upload(tmp_path, out, buffer.getvalue(), "corrupt_archive", 400, "global header records")
+def test_a_pax_record_that_makes_python_311_tarfile_take_minutes_is_read_at_once(
+    tmp_path: Path, out: Path
+) -> None:
+    # CVE-2024-6232: tarfile's pax regexps backtrack quadratically over a run of digits (64 KiB: 11 s).
+    upload = tar_with_records(tarfile.XHDTYPE, pax_record("comment", "1" * (900 * 1024)), then=dockerfile())
+    started = time.monotonic()
+    packed = pack(tmp_path, out, upload)
+
+    assert time.monotonic() - started < 5
+    assert list(packed.members) == ["Dockerfile"]
+
+
+def test_a_pax_record_with_a_wrong_length_is_corrupt(tmp_path: Path, out: Path) -> None:
+    upload = tar_with_records(tarfile.XHDTYPE, b"99 path=short\n", then=dockerfile())
+    rejects_upload(tmp_path, out, upload, "corrupt_archive", 400, "damaged")
+
+
+def test_a_pax_path_and_mtime_override_the_header(tmp_path: Path, out: Path) -> None:
+    records = pax_record("path", "from/pax/Dockerfile") + pax_record("mtime", "1600000000.75")
+    upload = tar_with_records(tarfile.XHDTYPE, records, then=dockerfile("header-name"))
+    packed = pack(tmp_path, out, upload, dockerfile="from/pax/Dockerfile")
+
+    assert packed.members["from/pax/Dockerfile"] == ("file", 0o644, 1_600_000_000, len(DOCKERFILE))
+
+
+def test_a_gnu_long_name_record_names_the_next_member(tmp_path: Path, out: Path) -> None:
+    long_name = "a/" * 80 + "Dockerfile"
+    upload = tar_with_records(
+        tarfile.GNUTYPE_LONGNAME, long_name.encode() + b"\x00", then=dockerfile("short")
+    )
+
+    assert list(pack(tmp_path, out, upload, dockerfile=long_name).members)[-1] == long_name
 
 
 def test_the_global_header_git_archive_writes_is_accepted(tmp_path: Path, out: Path) -> None:
@@ -893,21 +983,6 @@ def test_an_exception_brings_back_a_file_inside_an_ignored_directory(tmp_path: P
     assert packed.info.ignored == 1
 
 
-def test_a_dockerignore_in_a_folder_upload_is_applied_too(tmp_path: Path, out: Path) -> None:
-    info = pack_folder(
-        [
-            ("proj/.dockerignore", io.BytesIO(b".git\n"), None),
-            ("proj/Dockerfile", io.BytesIO(DOCKERFILE), None),
-            ("proj/.git/HEAD", io.BytesIO(b"ref: main\n"), None),
-        ],
-        out,
-        "Dockerfile",
-        Limits(),
-    )
-
-    assert list(read_back(out, info).members) == [".dockerignore", "Dockerfile"]
-
-
 def test_an_invalid_dockerignore_pattern_is_refused_with_its_line(tmp_path: Path, out: Path) -> None:
     upload = tar_bytes(dockerfile(), file(".dockerignore", b"# ok\nbuild\n[oops\n"))
     rejects_upload(tmp_path, out, upload, "invalid_dockerignore", 400, "Line 3", '"[oops"')
@@ -918,87 +993,24 @@ def test_ignored_files_still_count_towards_the_caps(tmp_path: Path, out: Path) -
     rejects_upload(tmp_path, out, upload, "context_too_large", 413, limits=Limits(max_unpacked_bytes=MIB))
 
 
-# --- Folder uploads ------------------------------------------------------------------------------------
+# --- Folder uploads: a tar the page packs (static/js/tar.js) -------------------------------------------
 
 
-def folder(*files: tuple[str, bytes]) -> list[tuple[str, io.BytesIO, float | None]]:
-    return [(path, io.BytesIO(data), float(MTIME)) for path, data in files]
+def test_a_browser_packed_folder_keeps_a_name_over_100_bytes_in_full(tmp_path: Path, out: Path) -> None:
+    # The 100-byte header field cuts this name inside "ï"; only the long-name record holds all of it.
+    long_name = "app/src/" + "ünïcödé-directory/" * 6 + "main.py"
+    assert len(long_name.encode()) > 100
+    upload = browser_tar(dockerfile(), file(long_name, b"print()\n", mtime=MTIME + 4))
+    with tarfile.open(fileobj=io.BytesIO(upload)) as tar:
+        assert tar.getnames() == ["Dockerfile", long_name]  # the helper writes what tarfile reads
 
+    packed = pack(tmp_path, out, upload)
 
-def test_a_folder_sent_under_its_own_name_has_that_name_stripped(out: Path) -> None:
-    info = pack_folder(
-        folder(("myapp/Dockerfile", DOCKERFILE), ("myapp/src/main.py", b"print()\n")),
-        out,
-        "Dockerfile",
-        Limits(),
-    )
-
-    assert list(read_back(out, info).members) == ["Dockerfile", "src", "src/main.py"]
-    assert info.source == "folder"
-
-
-@pytest.mark.parametrize(
-    "paths",
-    [
-        ("Dockerfile", "src/main.py"),
-        ("Dockerfile",),
-        ("a/x", "b/y", "Dockerfile"),
-    ],
-    ids=["root-files", "a-single-file", "two-top-folders"],
-)
-def test_a_folder_without_one_shared_top_folder_is_kept_as_sent(out: Path, paths: tuple[str, ...]) -> None:
-    info = pack_folder(folder(*((path, DOCKERFILE) for path in paths)), out, "Dockerfile", Limits())
-
-    assert set(paths) <= set(read_back(out, info).members)
-
-
-def test_folder_files_get_mode_644_and_their_mtimes(out: Path) -> None:
-    before = int(time.time())
-    info = pack_folder(
-        [
-            ("app/Dockerfile", io.BytesIO(DOCKERFILE), 1_600_000_000.9),
-            ("app/bin/run", io.BytesIO(b"#!/bin/sh\n"), None),
-            ("app/odd", io.BytesIO(b""), math.nan),
-            ("app/early", io.BytesIO(b""), -5.0),
-            ("app/late", io.BytesIO(b""), 1e20),
-        ],
-        out,
-        "Dockerfile",
-        Limits(),
-    )
-    members = read_back(out, info).members
-
-    assert members["Dockerfile"][:3] == ("file", 0o644, 1_600_000_000)
-    assert members["bin"][:2] == ("dir", 0o755)
-    assert before <= members["bin/run"][2] <= int(time.time())  # no mtime sent: now
-    assert before <= members["odd"][2] <= int(time.time())
-    assert members["early"][2] == 0
-    assert members["late"][2] == 8**11 - 1
-
-
-@pytest.mark.parametrize(
-    ("paths", "code", "status", "word"),
-    [
-        (("app/Dockerfile", "app/../../etc/passwd"), "unsafe_member", 400, '".."'),
-        (("app/Dockerfile", "/etc/passwd"), "unsafe_member", 400, "absolute"),
-        (("app/Dockerfile", ""), "unsafe_member", 400, "empty"),
-        (("app/Dockerfile", "app/x", "app//x"), "duplicate_member", 400, '"x"'),
-        (("app/Dockerfile", "app/a", "app/b", "app/c"), "too_many_files", 413, "3"),
-        (("app/main.py",), "no_dockerfile", 400, '"Dockerfile"'),
-    ],
-)
-def test_a_bad_folder_upload_is_refused(
-    out: Path, paths: tuple[str, ...], code: str, status: int, word: str
-) -> None:
-    rejected(
-        out,
-        lambda: pack_folder(
-            folder(*((path, b"x") for path in paths)), out, "Dockerfile", Limits(max_files=3)
-        ),
-        code,
-        status,
-        word,
-    )
+    assert packed.info.source == "tar"
+    assert packed.info.files == 2
+    assert packed.members[long_name] == ("file", 0o644, MTIME + 4, len(b"print()\n"))
+    assert packed.contents[long_name] == b"print()\n"
+    assert long_name.encode() in packed.raw
 
 
 # --- Pasted Dockerfiles --------------------------------------------------------------------------------
@@ -1030,51 +1042,3 @@ def test_a_pasted_dockerfile_can_live_at_a_chosen_path(out: Path) -> None:
 @pytest.mark.parametrize("text", ["", "  \n\t\n"])
 def test_an_empty_pasted_dockerfile_is_refused(out: Path, text: str) -> None:
     rejected(out, lambda: pack_dockerfile_text(text, out), "no_dockerfile", 400, "empty")
-
-
-# --- Saving the request stream -------------------------------------------------------------------------
-
-
-class EndlessStream:
-    """A request body that never ends, counting what was read from it."""
-
-    def __init__(self) -> None:
-        self.read_bytes = 0
-
-    def read(self, size: int = -1) -> bytes:
-        chunk = b"x" * (size if 0 < size <= MIB else MIB)
-        self.read_bytes += len(chunk)
-        return chunk
-
-
-def test_an_upload_is_saved_and_its_size_returned(tmp_path: Path) -> None:
-    dest = tmp_path / "upload"
-    data = incompressible(3 * MIB + 17)
-
-    assert save_upload(io.BytesIO(data), dest, Limits()) == len(data)
-    assert dest.read_bytes() == data
-
-
-def test_an_upload_over_the_cap_is_stopped_while_streaming_and_removed(tmp_path: Path) -> None:
-    dest = tmp_path / "uploads" / "upload"
-    dest.parent.mkdir()
-    stream = EndlessStream()
-
-    rejected(
-        dest,
-        lambda: save_upload(stream, dest, Limits(max_upload_bytes=3 * MIB)),
-        "upload_too_large",
-        413,
-        "3 MiB",
-    )
-    assert stream.read_bytes <= 4 * MIB
-
-
-def test_an_upload_exactly_at_the_cap_is_accepted(tmp_path: Path) -> None:
-    assert save_upload(io.BytesIO(bytes(MIB)), tmp_path / "upload", Limits(max_upload_bytes=MIB)) == MIB
-
-
-def test_an_empty_upload_is_refused_and_not_kept(tmp_path: Path) -> None:
-    dest = tmp_path / "uploads" / "upload"
-    dest.parent.mkdir()
-    rejected(dest, lambda: save_upload(io.BytesIO(b""), dest, Limits()), "empty_upload", 400, "empty")

@@ -1,9 +1,10 @@
 """Uploads -> a clean build-context tar, on disk, streaming.
 
-An upload (tar, tar.gz, zip, a browser folder or a pasted Dockerfile) is untrusted: it is never unpacked
-onto the host. Its members are read one by one, checked, and copied into a fresh GNU tar that holds only
-regular files and directories with safe names, trimmed by `.dockerignore`. Sizes are counted from the
-bytes actually read, never from what a header claims. See docs/SECURITY.md (Uploads).
+An upload (tar, tar.gz, zip, a browser folder the page packed as a tar, or a pasted Dockerfile) is
+untrusted: it is never unpacked onto the host. Its members are read one by one, checked, and copied into
+a fresh GNU tar that holds only regular files and directories with safe names, trimmed by `.dockerignore`.
+Sizes are counted from the bytes actually read, never from what a header claims. See SECURITY.md,
+"Uploads".
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import time
 import typing
 import zipfile
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,36 +69,12 @@ class Limits:
 
 @dataclass(frozen=True)
 class ContextInfo:
-    source: str  # "tar" | "tar.gz" | "zip" | "folder" | "dockerfile"
+    source: str  # "tar" | "tar.gz" | "zip" | "dockerfile" (a browser folder arrives as a tar)
     files: int  # regular files written to the output tar
     bytes: int  # sum of their sizes
     dockerfile: str  # normalised path of the Dockerfile inside the context
     dockerfile_text: str  # its text (decoded utf-8 with errors="replace")
     ignored: int  # members dropped by .dockerignore
-
-
-def save_upload(stream: typing.BinaryIO, dest: Path, limits: Limits) -> int:
-    """Copy a request stream to dest in 1 MiB chunks, stopping as soon as it is over the upload cap.
-
-    Returns the bytes written. On any error dest is removed.
-    """
-    written = 0
-    try:
-        with open(dest, "wb") as file:
-            while chunk := stream.read(CHUNK):
-                written += len(chunk)
-                if written > limits.max_upload_bytes:
-                    raise TooLarge(
-                        f"The upload is larger than the {_human(limits.max_upload_bytes)} limit.",
-                        code="upload_too_large",
-                    )
-                file.write(chunk)
-        if written == 0:
-            raise BadRequest("The upload is empty.", code="empty_upload")
-    except BaseException:
-        dest.unlink(missing_ok=True)
-        raise
-    return written
 
 
 def normalise_dockerfile_path(path: str | None) -> str:
@@ -122,26 +99,6 @@ def pack_archive(upload: Path, out: Path, dockerfile: str, limits: Limits) -> Co
         else:
             _read_tar(upload, source, writer, limits)
         return writer.finish(source)
-
-
-def pack_folder(
-    files: Iterable[tuple[str, typing.BinaryIO, float | None]], out: Path, dockerfile: str, limits: Limits
-) -> ContextInfo:
-    """Pack a browser folder upload: (relative path, file stream, mtime in seconds or None) per file.
-
-    Browsers send paths under the folder's own name ("myapp/src/app.py"); when every path shares that
-    first component it is removed, so the folder's contents become the context root.
-    """
-    with _ContextWriter(out, dockerfile, limits) as writer:
-        listed: list[tuple[str, typing.BinaryIO, float | None]] = []
-        for path, stream, mtime in files:
-            if len(listed) >= limits.max_files:
-                raise _too_many_files(limits)
-            listed.append((_member_name(path), stream, mtime))
-        top = _shared_top_folder([name for name, _, _ in listed])
-        for name, stream, mtime in listed:
-            writer.add_file(name[len(top) + 1 :] if top else name, stream, 0o644, mtime)
-        return writer.finish("folder")
 
 
 def pack_dockerfile_text(text: str, out: Path, dockerfile: str = "Dockerfile") -> ContextInfo:
@@ -481,7 +438,8 @@ class _TarReader:
                     pax = self._pax_records(record)
                 elif kind == b"g":
                     self._pax_records(record)  # checked, not used: git archive puts its commit id here
-                continue  # "K", a long link target: links are refused anyway
+                # A "K" record (a long link target) is skipped: links are refused anyway.
+                continue
             raw_name = pax.get(b"path") or long_name or _ustar_name(header)
             self._name = raw_name.decode("utf-8", "surrogateescape")
             if kind == b"\x00" and self._name.endswith("/"):
@@ -585,7 +543,7 @@ def _ustar_name(header: bytes) -> bytes:
 
 def _read_zip(upload: Path, writer: _ContextWriter, limits: Limits) -> None:
     with open(upload, "rb") as file, _reading("zip"):
-        _check_zip_directory_size(file, limits)
+        _check_zip_entry_count(file, limits)
         with zipfile.ZipFile(file) as archive:
             infos = archive.infolist()
             _check_zip_entries_do_not_overlap(file, archive, infos)
@@ -636,7 +594,7 @@ def _zip_mtime(date_time: tuple[int, int, int, int, int, int]) -> int:
         return calendar.timegm((1980, 1, 1, 0, 0, 0, 0, 0, 0))  # an impossible date: the zip epoch
 
 
-def _check_zip_directory_size(file: typing.BinaryIO, limits: Limits) -> None:
+def _check_zip_entry_count(file: typing.BinaryIO, limits: Limits) -> None:
     """Count the central directory's records before ZipFile builds an object for each one of them.
 
     A 512 MiB zip of empty records would otherwise cost gigabytes of memory before any cap applied.
@@ -795,14 +753,6 @@ def _member_name(raw: str, *, allow_root: bool = False) -> str:
 def _parents_of(name: str) -> list[str]:
     parts = name.split("/")[:-1]
     return ["/".join(parts[: i + 1]) for i in range(len(parts))]
-
-
-def _shared_top_folder(names: list[str]) -> str:
-    """The first component every path starts with, if all are below it (a browser folder upload)."""
-    tops = {name.split("/", 1)[0] for name in names}
-    if len(tops) == 1 and all("/" in name for name in names):
-        return tops.pop()
-    return ""
 
 
 # --- Messages ------------------------------------------------------------------------------------------

@@ -23,12 +23,13 @@ from sqlalchemy import select, update
 from webapp.builds import context
 from webapp.builds.journal import Journal
 from webapp.builds.options import BuildOptions
+from webapp.builds.present import build_to_dict
 from webapp.builds.steps import BuildResult, ClassicParser, Event, LogLine, StepChanged, iter_documents
 from webapp.db import begin_write
 from webapp.engine import BuildRequest, Engine, EngineError
 from webapp.errors import Conflict, EngineUnavailable, NotFound, TooLarge
 from webapp.extensions import db
-from webapp.models import Build, BuildStatus, Step
+from webapp.models import Build, BuildEvent, BuildStatus, Step
 
 log = logging.getLogger(__name__)
 
@@ -160,13 +161,17 @@ def _record_build(app: Flask, options: BuildOptions, dockerfile: str, ctx: Store
             final = data_path(app, build.context_file)
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(ctx.fresh, final)
+        # The build's first message is written with its row: a worker that claims the build at once
+        # (before the journal would have run) still finds `queued` as message 1, ahead of `running`.
+        first = {"type": "status", "seq": 1, "build": build_to_dict(build, steps=False)}
+        db.session.add(BuildEvent(build_id=build.id, seq=1, type="status", data=json.dumps(first)))
         db.session.commit()
     except BaseException:
         db.session.rollback()
         if final is not None:
             final.unlink(missing_ok=True)
         raise
-    runner.journal.status(build.id)
+    app.extensions["layerdeck.hub"].publish(build.id, [first])
     runner.wake()
     return build
 
