@@ -46,8 +46,8 @@ def parse_port(text: str) -> int:
 
 def parse_builder(text: str) -> str:
     value = text.strip().lower()
-    if value not in ("classic",):
-        raise ValueError("expected 'classic'")
+    if value not in ("auto", "buildkit", "classic"):
+        raise ValueError("expected auto, buildkit or classic")
     return value
 
 
@@ -90,7 +90,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Wall-clock seconds a build may run before it is stopped."),
     Setting("LOG_CAP", "16M", parse_size,
             "Stored log bytes per build; past it a truncation line is stored and the build goes on."),
-    Setting("DEFAULT_BUILDER", "classic", parse_builder, "Builder used when a request names none."),
+    Setting("DEFAULT_BUILDER", "auto", parse_builder,
+            "Builder used when a request names none: `auto` (BuildKit where the engine has it, else "
+            "classic), `buildkit` or `classic`."),
     Setting("WS_PING_INTERVAL", "20", parse_seconds,
             "Seconds between keep-alive pings on idle websockets, so proxies keep them open."),
 )

@@ -47,6 +47,8 @@ class Build(db.Model):  # type: ignore[name-defined]
     build_args: Mapped[str] = mapped_column(Text, default="{}")  # JSON object
     target: Mapped[str | None] = mapped_column(String(255))
     no_cache: Mapped[bool] = mapped_column(Boolean, default=False)
+    pull: Mapped[bool] = mapped_column(Boolean, default=False)
+    dockerfile_text: Mapped[str] = mapped_column(Text, default="")  # to place steps and explain them
     context_file: Mapped[str] = mapped_column(String(255))  # relative to DATA_DIR
     context_source: Mapped[str] = mapped_column(String(16))
     context_files: Mapped[int] = mapped_column(Integer, default=0)

@@ -70,7 +70,7 @@ def test_a_live_viewer_sees_every_step_in_order_then_the_end(
     for m in messages:
         if m["type"] == "step" and m["step"]["index"] not in first_seen:
             first_seen.append(m["step"]["index"])
-    assert first_seen == [1, 2, 3, 4, 5]  # the last is the classic builder's LABEL step
+    assert first_seen == [1, 2, 3, 4]
     ticks = [m["text"] for m in messages if m["type"] == "log" and m["text"].startswith("tick")]
     assert ticks == [f"tick {i}" for i in range(1, 6)]
     assert all(m["step"] == 3 for m in messages if m["type"] == "log" and m["text"].startswith("tick"))

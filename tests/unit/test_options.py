@@ -59,9 +59,10 @@ def test_targets_builders_and_booleans() -> None:
     assert validate_target("") is None
     with pytest.raises(BadRequest):
         validate_target("final stage")
-    assert validate_builder(None, "classic") == "classic"
+    assert validate_builder(None) is None and validate_builder("auto") is None  # the server's default
+    assert validate_builder(" BuildKit ") == "buildkit"
     with pytest.raises(BadRequest, match="not a builder"):
-        validate_builder("kaniko", "classic")
+        validate_builder("kaniko")
     assert parse_bool("true", "no_cache") and not parse_bool("false", "no_cache") and not parse_bool(None, "x")
     with pytest.raises(BadRequest):
         parse_bool("maybe", "no_cache")

@@ -161,6 +161,11 @@ def parse_dockerfile(text: str) -> list[DockerfileInstruction]:
     return instructions
 
 
+def dockerfile_stages(text: str) -> list[DockerfileStage]:
+    """A Dockerfile's stages in order, each with its instructions (the FROM first)."""
+    return _stages(parse_dockerfile(text))
+
+
 def _stages(instructions: list[DockerfileInstruction]) -> list[DockerfileStage]:
     stages: list[DockerfileStage] = []
     for number in range(max((i.stage for i in instructions if i.stage is not None), default=-1) + 1):

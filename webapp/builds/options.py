@@ -19,7 +19,7 @@ _TAG = re.compile(r"^[\w][\w.-]{0,127}$", re.ASCII)
 _ARG_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _STAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
-BUILDERS = ("classic",)
+BUILDERS = ("buildkit", "classic")
 
 
 def validate_tag(tag: str) -> str:
@@ -101,9 +101,10 @@ def validate_target(target: str | None) -> str | None:
     return target
 
 
-def validate_builder(builder: str | None, default: str) -> str:
-    if builder is None or not builder.strip():
-        return default
+def validate_builder(builder: str | None) -> str | None:
+    """The builder asked for, or None for the server's default."""
+    if builder is None or not builder.strip() or builder.strip().lower() == "auto":
+        return None
     builder = builder.strip().lower()
     if builder not in BUILDERS:
         raise BadRequest(
@@ -115,9 +116,10 @@ def validate_builder(builder: str | None, default: str) -> str:
 
 @dataclass(frozen=True)
 class BuildOptions:
-    builder: str
+    builder: str | None = None  # None: the server's default (see service.default_builder)
     tag: str | None = None
     dockerfile: str = "Dockerfile"
     build_args: dict[str, str] = field(default_factory=dict)
     target: str | None = None
     no_cache: bool = False
+    pull: bool = False

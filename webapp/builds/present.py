@@ -66,6 +66,7 @@ def build_to_dict(build: Build, *, steps: bool = True) -> dict[str, Any]:
             "build_args": build.args(),
             "target": build.target,
             "no_cache": build.no_cache,
+            "pull": build.pull,
         },
         "context": {"source": build.context_source, "files": build.context_files, "bytes": build.context_bytes},
         "cache": cache_summary(build.steps),

@@ -13,6 +13,7 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,13 +22,23 @@ from flask import Flask
 from sqlalchemy import select, update
 
 from webapp.builds import context
+from webapp.builds.compat import check_dockerfile, explain_engine_error
 from webapp.builds.journal import Journal
 from webapp.builds.options import BuildOptions
 from webapp.builds.present import build_to_dict
-from webapp.builds.steps import BuildResult, ClassicParser, Event, LogLine, StepChanged, iter_documents
+from webapp.builds.buildkit import BuildKitParser, dockerfile_stages
+from webapp.builds.steps import (
+    BuildResult,
+    ClassicParser,
+    Event,
+    LogLine,
+    StepChanged,
+    StepStatus,
+    iter_documents,
+)
 from webapp.db import begin_write
 from webapp.engine import BuildRequest, Engine, EngineError
-from webapp.errors import Conflict, EngineUnavailable, NotFound, TooLarge
+from webapp.errors import BadRequest, Conflict, EngineUnavailable, NotFound, TooLarge
 from webapp.extensions import db
 from webapp.models import Build, BuildEvent, BuildStatus, Step
 
@@ -65,6 +76,7 @@ class StoredContext:
     files: int
     bytes: int
     digest: str
+    dockerfile_text: str
     fresh: Path | None = None  # a packed tar under tmp/, to become contexts/<id>.tar
     existing: str | None = None  # an earlier build's context_file (contexts are never changed once stored)
 
@@ -108,7 +120,7 @@ def submit_build(app: Flask, upload: Upload, options: BuildOptions) -> Build:
         else:
             info = context.pack_dockerfile_text(upload.dockerfile_text or "", tmp, dockerfile)
         source = "folder" if upload.from_folder and info.source == "tar" else info.source
-        fresh = StoredContext(source, info.files, info.bytes, digest, fresh=tmp)
+        fresh = StoredContext(source, info.files, info.bytes, digest, info.dockerfile_text, fresh=tmp)
         return _record_build(app, options, dockerfile, fresh)
     finally:
         tmp.unlink(missing_ok=True)
@@ -123,7 +135,7 @@ def _stored_context(app: Flask, digest: str, limits: context.Limits) -> StoredCo
     if earlier.context_files > limits.max_files or earlier.context_bytes > limits.max_unpacked_bytes:
         return None  # the caps were lowered since: unpack again so the refusal says why
     return StoredContext(earlier.context_source, earlier.context_files, earlier.context_bytes, digest,
-                         existing=earlier.context_file)
+                         earlier.dockerfile_text, existing=earlier.context_file)
 
 
 def rebuild(app: Flask, build_id: int) -> Build:
@@ -136,18 +148,46 @@ def rebuild(app: Flask, build_id: int) -> Build:
                        code="context_gone")
     runner.engine.ping()
     options = BuildOptions(builder=source.builder, tag=source.tag, dockerfile=source.dockerfile,
-                           build_args=source.args(), target=source.target, no_cache=source.no_cache)
+                           build_args=source.args(), target=source.target, no_cache=source.no_cache,
+                           pull=source.pull)
     stored = StoredContext(source.context_source, source.context_files, source.context_bytes,
-                           source.upload_digest or "", existing=source.context_file)
+                           source.upload_digest or "", source.dockerfile_text, existing=source.context_file)
     return _record_build(app, options, source.dockerfile, stored, rebuild_of=source.id)
+
+
+def default_builder(app: Flask) -> tuple[str, str | None]:
+    """The builder used when a request names none, and a note for the page when it is not BuildKit."""
+    setting = app.config["DEFAULT_BUILDER"]
+    if setting != "auto":
+        return setting, None
+    runner: BuildRunner = app.extensions["layerdeck.runner"]
+    try:
+        if runner.engine.supports_buildkit():
+            return "buildkit", None
+    except EngineUnavailable:
+        return "buildkit", None  # nothing builds until the engine answers; ask again then
+    return "classic", "This Docker engine has no BuildKit, so builds use the classic builder."
+
+
+def choose_builder(app: Flask, requested: str | None) -> str:
+    if requested is None:
+        return default_builder(app)[0]
+    runner: BuildRunner = app.extensions["layerdeck.runner"]
+    if requested == "buildkit" and not runner.engine.supports_buildkit():
+        raise BadRequest("This Docker engine has no BuildKit (it needs Docker 18.09 or later on Linux); "
+                         "choose the classic builder.", code="builder_unavailable")
+    return requested
 
 
 def _record_build(app: Flask, options: BuildOptions, dockerfile: str, ctx: StoredContext,
                   rebuild_of: int | None = None) -> Build:
     runner: BuildRunner = app.extensions["layerdeck.runner"]
+    builder = choose_builder(app, options.builder)
+    check_dockerfile(ctx.dockerfile_text, builder)
     begin_write()
     build = Build(
-        status=BuildStatus.QUEUED, builder=options.builder, tag=options.tag, dockerfile=dockerfile,
+        status=BuildStatus.QUEUED, builder=builder, tag=options.tag, dockerfile=dockerfile,
+        pull=options.pull, dockerfile_text=ctx.dockerfile_text,
         build_args=json.dumps(options.build_args), target=options.target, no_cache=options.no_cache,
         context_source=ctx.source, context_files=ctx.files, context_bytes=ctx.bytes, created_at=time.time(),
         context_file=ctx.existing or "", upload_digest=ctx.digest or None, rebuild_of=rebuild_of,
@@ -196,25 +236,35 @@ def cancel_queued(app: Flask, build_id: int) -> bool:
 class _Active:
     """A running build as its worker and a canceller both see it."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_stop: Callable[[], None] | None = None) -> None:
         self.lock = threading.Lock()
         self.stream: Any = None
-        self.reason: str | None = None  # why it was stopped: cancelled | timed_out
+        self.reason: str | None = None  # why it was stopped: cancelled | timed_out | interrupted
+        self._on_stop = on_stop  # BuildKit: POST /build/cancel before the stream is closed
 
     def stop(self, reason: str) -> None:
         with self.lock:
-            if self.reason is None:
-                self.reason = reason
+            if self.reason is not None:
+                return
+            self.reason = reason
             stream = self.stream
         if stream is not None:
-            stream.close()
+            self._close(stream)
 
     def attach(self, stream: Any) -> None:
         with self.lock:
             self.stream = stream
             stopped = self.reason is not None
         if stopped:
-            stream.close()
+            self._close(stream)
+
+    def _close(self, stream: Any) -> None:
+        if self._on_stop is not None:
+            try:
+                self._on_stop()
+            except Exception:  # closing the stream below cancels the build as well
+                log.warning("the engine did not take the cancel; closing the stream", exc_info=True)
+        stream.close()
 
 
 class BuildRunner:
@@ -231,6 +281,8 @@ class BuildRunner:
         self._stopping = False
         self._active: dict[int, _Active] = {}
         self._active_lock = threading.Lock()
+        self._label_step = f"LABEL layerdeck.instance={app.config['INSTANCE_ID']}"
+        self._hidden: dict[int, set[int]] = {}  # per build: step numbers of the classic builder's label step
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
@@ -313,29 +365,40 @@ class BuildRunner:
             request = BuildRequest(
                 context=data_path(self.app, build.context_file), builder=build.builder, tag=build.tag,
                 dockerfile=build.dockerfile, build_args=build.args(), target=build.target,
-                no_cache=build.no_cache,
+                no_cache=build.no_cache, pull=build.pull,
                 # One constant label: the classic builder turns each label into an extra LABEL step at the
                 # end, so a per-build value would rebuild that step, and change the image id, every time.
                 labels={"layerdeck.instance": self.app.config["INSTANCE_ID"]},
+                build_id=f"layerdeck-{self.app.config['INSTANCE_ID'][:12]}-{build.id}-{uuid.uuid4().hex[:8]}",
             )
+            dockerfile_text = build.dockerfile_text
         self.journal.status(build_id)  # now running: every viewer's header changes
-        active = _Active()
+        engine, engine_build_id = self.engine, request.build_id
+        on_stop = (lambda: engine.cancel_build(engine_build_id)) if request.builder == "buildkit" else None
+        active = _Active(on_stop)
         with self._active_lock:
             self._active[build_id] = active
         timer = threading.Timer(self.timeout, active.stop, args=("timed_out",))
         timer.daemon = True
         timer.start()
         try:
-            status, image_id, error = self._stream(build_id, request, active)
+            status, image_id, error = self._stream(build_id, request, active, dockerfile_text)
         finally:
             timer.cancel()
+            self._hidden.pop(build_id, None)
             with self._active_lock:
                 self._active.pop(build_id, None)
         self.journal.status(build_id, status=status, finished_at=time.time(), image_id=image_id, error=error)
         self.journal.end(build_id)
 
-    def _stream(self, build_id: int, request: BuildRequest, active: _Active) -> tuple[str, str | None, str | None]:
-        parser = ClassicParser()
+    def _stream(self, build_id: int, request: BuildRequest, active: _Active,
+                dockerfile_text: str) -> tuple[str, str | None, str | None]:
+        parser: ClassicParser | BuildKitParser
+        if request.builder == "buildkit":
+            parser = BuildKitParser(dockerfile=dockerfile_text or None)
+        else:
+            parser = ClassicParser()
+        seen: set[int] = set()
         try:
             stream = self.engine.start_build(request)
         except EngineUnavailable as exc:
@@ -347,7 +410,7 @@ class BuildRunner:
         lost: str | None = None
         try:
             for doc in iter_documents(stream):
-                self._emit(build_id, parser.feed(doc))
+                self._emit(build_id, parser.feed(doc), seen)
         except Exception as exc:  # closed by a cancel, or the engine went away
             if active.reason is None:
                 lost = f"Lost the connection to the Docker engine during the build ({type(exc).__name__})."
@@ -363,7 +426,9 @@ class BuildRunner:
             events = parser.finish(cancelled=True)
         else:
             events = parser.finish(error=lost)
-        result = self._emit(build_id, events)
+        result = self._emit(build_id, events, seen)
+        if request.target and dockerfile_text:
+            self._mark_skipped_stages(build_id, dockerfile_text, seen)
         if active.reason == "timed_out":
             return BuildStatus.TIMED_OUT, None, f"The build ran past the {self.timeout:g} s time limit and was stopped."
         if active.reason == "cancelled":
@@ -372,20 +437,39 @@ class BuildRunner:
             return BuildStatus.INTERRUPTED, None, INTERRUPTED_MESSAGE.format(was="running")
         assert result is not None
         if result.error:
-            return BuildStatus.FAILED, None, result.error
+            return BuildStatus.FAILED, None, explain_engine_error(result.error, pull=request.pull)
         return BuildStatus.SUCCEEDED, result.image_id, None
 
-    def _emit(self, build_id: int, events: list[Event]) -> BuildResult | None:
+    def _emit(self, build_id: int, events: list[Event], seen: set[int]) -> BuildResult | None:
         result = None
         for event in events:
             if isinstance(event, LogLine):
-                self.journal.log(build_id, event.step, event.stream, event.text)
+                step = None if event.step in self._hidden.get(build_id, ()) else event.step
+                self.journal.log(build_id, step, event.stream, event.text)
             elif isinstance(event, StepChanged):
-                step = event.step.to_dict()
-                self.journal.step(build_id, step)
+                if event.step.instruction == self._label_step:
+                    # The classic builder applies our label as a LABEL step of its own, numbered as if it
+                    # were in the Dockerfile (with a target it takes the number of a later instruction).
+                    # It is not the user's step: its lines go with the build's own, like BuildKit's.
+                    self._hidden.setdefault(build_id, set()).add(event.step.index)
+                    continue
+                seen.add(event.step.index)
+                self.journal.step(build_id, event.step.to_dict())
             elif isinstance(event, BuildResult):
                 result = event
         return result
+
+    def _mark_skipped_stages(self, build_id: int, dockerfile_text: str, seen: set[int]) -> None:
+        """With a target, stages the build never touched are shown as skipped, in their Dockerfile place."""
+        for stage in dockerfile_stages(dockerfile_text):
+            if any(i.index in seen for i in stage.instructions):
+                continue
+            for instruction in stage.instructions:
+                self.journal.step(build_id, {
+                    "index": instruction.index, "stage": stage.label, "instruction": instruction.text,
+                    "status": StepStatus.SKIPPED, "cached": None, "started_at": None, "finished_at": None,
+                    "error": None,
+                })
 
 
 def settle_interrupted(app: Flask, journal: Journal) -> list[int]:

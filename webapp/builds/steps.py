@@ -52,6 +52,7 @@ class StepStatus(StrEnum):
     BUILT = "built"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    SKIPPED = "skipped"  # in a stage the chosen target does not need
 
 
 @dataclass

@@ -13,6 +13,7 @@ from werkzeug.datastructures import FileStorage
 
 from webapp.builds import service
 from webapp.builds.options import (
+    BUILDERS,
     BuildOptions,
     parse_bool,
     parse_build_args,
@@ -41,12 +42,13 @@ def _options_from_form() -> BuildOptions:
     form = request.form
     tag = (form.get("tag") or "").strip() or None
     return BuildOptions(
-        builder=validate_builder(form.get("builder"), current_app.config["DEFAULT_BUILDER"]),
+        builder=validate_builder(form.get("builder")),
         tag=validate_tag(tag) if tag else None,
         dockerfile=(form.get("dockerfile") or "").strip() or "Dockerfile",
         build_args=parse_build_args(form.get("build_args")),
         target=validate_target(form.get("target")),
         no_cache=parse_bool(form.get("no_cache"), "no_cache"),
+        pull=parse_bool(form.get("pull"), "pull"),
     )
 
 
@@ -166,11 +168,10 @@ def index() -> str:
         "max_unpacked_mb": cfg["MAX_CONTEXT_SIZE"] // 1024**2,
         "max_files": cfg["MAX_CONTEXT_FILES"],
     }
-    from webapp.builds.options import BUILDERS
-
+    default, note = service.default_builder(current_app._get_current_object())  # type: ignore[attr-defined]
     return render_template(
         "index.html", recent=[build_to_dict(b, steps=False) for b in recent], limits=limits,
-        builders=list(BUILDERS), default_builder=cfg["DEFAULT_BUILDER"],
+        builders=list(BUILDERS), default_builder=default, builder_note=note,
     )
 
 

@@ -1,8 +1,8 @@
 """builds, steps and build events
 
-Revision ID: 8211ae68c011
+Revision ID: bff1167017f3
 Revises: 
-Create Date: 2026-11-28 02:38:14.779127
+Create Date: 2026-11-28 02:47:20.157993
 
 """
 from alembic import op
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '8211ae68c011'
+revision = 'bff1167017f3'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -27,6 +27,8 @@ def upgrade():
     sa.Column('build_args', sa.Text(), nullable=False),
     sa.Column('target', sa.String(length=255), nullable=True),
     sa.Column('no_cache', sa.Boolean(), nullable=False),
+    sa.Column('pull', sa.Boolean(), nullable=False),
+    sa.Column('dockerfile_text', sa.Text(), nullable=False),
     sa.Column('context_file', sa.String(length=255), nullable=False),
     sa.Column('context_source', sa.String(length=16), nullable=False),
     sa.Column('context_files', sa.Integer(), nullable=False),
