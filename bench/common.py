@@ -147,6 +147,16 @@ def upload(server_url: str, path: Path, fields: dict[str, str] | None = None) ->
     return result
 
 
+def upload_raw(server_url: str, path: Path, params: dict[str, str] | None = None) -> dict[str, Any]:
+    """The archive as the request body, options in the query string (see docs/API.md)."""
+    with path.open("rb") as body:
+        response = requests.post(server_url + "/api/v1/builds", params=params or {}, data=body,
+                                 headers={"Content-Type": "application/x-tar"}, timeout=600)
+    response.raise_for_status()
+    result: dict[str, Any] = response.json()
+    return result
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     k = (len(ordered) - 1) * p / 100

@@ -15,13 +15,15 @@ from werkzeug.exceptions import HTTPException
 
 from webapp.config import database_url, load_settings
 from webapp.errors import LayerdeckError
+from webapp.uploads import HashingFile
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 class LayerdeckRequest(Request):
     """Uploaded files stream straight to a temporary file under DATA_DIR/tmp (removed when the request
-    ends), never into memory. MAX_CONTENT_LENGTH makes werkzeug stop reading past the upload cap."""
+    ends), never into memory, hashed as they arrive. MAX_CONTENT_LENGTH makes werkzeug stop reading past
+    the upload cap."""
 
     def _get_file_stream(self, total_content_length: int | None, content_type: str | None,
                          filename: str | None = None, content_length: int | None = None) -> IO[bytes]:
@@ -29,7 +31,7 @@ class LayerdeckRequest(Request):
 
         folder = Path(current_app.config["DATA_DIR"]).resolve() / "tmp"
         folder.mkdir(parents=True, exist_ok=True)
-        return tempfile.NamedTemporaryFile(dir=folder, prefix="upload-", suffix=".part")  # noqa: SIM115
+        return HashingFile(folder)  # type: ignore[return-value]
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:

@@ -12,6 +12,7 @@ import contextlib
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,11 @@ from webapp.errors import EngineUnavailable, LayerdeckError
 
 # Requests to the engine that should answer at once (ping, inspect) give up after this long.
 QUICK_TIMEOUT = 10
+VERSION_TTL = 60.0
+# A build submitted this soon after the engine answered does not ask again: a busy form or a script
+# submitting builds back to back saves a round trip each, and an engine that died in between is
+# reported by the build itself.
+PING_TTL = 1.0
 
 
 class EngineError(LayerdeckError):
@@ -91,6 +97,8 @@ class Engine:
         self._base_url = base_url
         self._client: docker.APIClient | None = None
         self._lock = threading.Lock()
+        self._buildkit: tuple[float, bool] | None = None
+        self._answered = float("-inf")  # when the engine last answered a ping
 
     def client(self) -> docker.APIClient:
         with self._lock:
@@ -114,16 +122,22 @@ class Engine:
         return info
 
     def ping(self) -> None:
+        """Raise EngineUnavailable unless the engine answers (an answer is trusted for PING_TTL)."""
+        if time.monotonic() - self._answered < PING_TTL:
+            return
         try:
             self.client().ping()
         except (docker.errors.DockerException, requests.RequestException) as exc:
             self._forget()
             raise EngineUnavailable(describe_unreachable(exc)) from exc
+        self._answered = time.monotonic()
 
     def _forget(self) -> None:
         # A client made while the engine was down (or before it restarted) may hold a stale API version.
         with self._lock:
             self._client = None
+            self._answered = float("-inf")
+            self._buildkit = None
 
     def start_build(self, req: BuildRequest) -> BuildStream:
         """Send the context and return the streaming response. The engine reports build errors inside the
@@ -177,9 +191,16 @@ class Engine:
 
     def supports_buildkit(self) -> bool:
         """BuildKit answers `POST /build?version=2` on Linux engines from API 1.39 (Docker 18.09) on."""
+        # Asked on every submit: an engine does not change version under us often, so keep the answer
+        # for a while rather than add a round trip to each build.
+        cached = self._buildkit
+        if cached is not None and time.monotonic() - cached[0] < VERSION_TTL:
+            return cached[1]
         info = self.version()
         major, minor = (int(x) for x in str(info.get("ApiVersion", "0.0")).split(".")[:2])
-        return (major, minor) >= (1, 39) and str(info.get("Os", "linux")).lower() == "linux"
+        supported = (major, minor) >= (1, 39) and str(info.get("Os", "linux")).lower() == "linux"
+        self._buildkit = (time.monotonic(), supported)
+        return supported
 
     def image_exists(self, ref: str) -> bool:
         try:

@@ -27,28 +27,52 @@ const STEP_LABELS = {
   built: "Built",
   failed: "Failed",
   cancelled: "Cancelled",
+  skipped: "Skipped",
 };
 const STEP_DONE = new Set(["cached", "built", "failed"]);
-const STEP_FINISHED = new Set(["cached", "built", "failed", "cancelled"]);
+const STEP_FINISHED = new Set(["cached", "built", "failed", "cancelled", "skipped"]);
 const ERROR_TITLES = {
   failed: "Build failed",
   cancelled: "Build cancelled",
   interrupted: "Build interrupted",
   timed_out: "Build timed out",
 };
+// Said when a build ended without an error of its own (templates/build.html has the same sentences).
+const ERROR_FALLBACKS = {
+  cancelled: "The build was cancelled.",
+  timed_out: "The build ran past its time limit and was stopped.",
+  interrupted: "Layerdeck restarted while this build was queued or running; its log so far is kept.",
+};
+const BUILDER_LABELS = { buildkit: "BuildKit", classic: "Classic" };
+const CIRCLE = "M21 12a9 9 0 1 1-18 0 9 9 0 0 1 18 0Z";
 const ICONS = {
   chevron: ["M9 6l6 6-6 6"],
   check: ["M5 12.5l4.5 4.5L19 7.5"],
   terminal: ["M5 17l5-5-5-5", "M12 19h7"],
   copy: ["M9 9h11v11H9z", "M5 15H4a1 1 0 0 1-1-1V4a1 1 0 0 1 1-1h10a1 1 0 0 1 1 1v1"],
+  alert: [CIRCLE, "M12 8v4M12 16h.01"],
+  stop: [CIRCLE, "M9.5 9.5h5v5h-5Z"],
+  clock: [CIRCLE, "M12 7v5l3 2"],
+  parallel: ["M4 7h11", "M4 17h11", "M15 4l3 3-3 3", "M15 14l3 3-3 3"],
 };
+const ERROR_ICONS = { cancelled: ICONS.stop, timed_out: ICONS.clock };
+// Stages side by side (see stageTiming): a stage that only found its layers in the cache within
+// TRIVIAL_STAGE_S did not really run; two stages ran together when they shared at least OVERLAP_MIN_S
+// and OVERLAP_SHARE of the shorter one's running time.
+const TRIVIAL_STAGE_S = 0.05;
+const OVERLAP_MIN_S = 0.25;
+const OVERLAP_SHARE = 0.25;
+const MAX_LANES = 3;
 
 // ---------------------------------------------------------------- state
 
 const build = JSON.parse($("build-data").textContent);
 const steps = new Map(); // index -> {data, el, parts…, lines, userToggled}
-const stages = new Map(); // stage name -> {el, list, head, count}
+const stages = new Map(); // stage name -> {key, el, list, count, dur, skipped, first}
+const lanes = new Map(); // "deps\u0000assets" -> the element laying those stages out side by side
+let stagesDirty = false; // a step message came: regroup the stages (never on log lines)
 let prep = null; // the "Preparation" block for lines with step null
+let cancelling = false; // the cancel was accepted; waiting for the status or end message
 let lastSeq = 0;
 let ended = false; // even a finished build replays its log over the socket: wait for `end`
 let socket = null;
@@ -84,14 +108,37 @@ function renderHeader() {
     ? `Queued — position ${build.queue_position}`
     : "Queued — waiting for a free builder";
 
-  // Error
+  // Error: the engine's words, or a sentence saying how the build ended.
   const errorBox = $("build-error");
-  errorBox.hidden = !build.error;
-  if (build.error) {
+  const errorText = build.error || ERROR_FALLBACKS[build.status] || "";
+  errorBox.hidden = !errorText;
+  if (errorText) {
     $("build-error-title").textContent = ERROR_TITLES[build.status] || "Build error";
-    $("build-error-text").textContent = build.error;
-    errorBox.dataset.status = build.status;
+    $("build-error-text").textContent = errorText;
+    if (errorBox.dataset.status !== build.status) {
+      $("build-error-icon").replaceChildren(icon(ERROR_ICONS[build.status] || ICONS.alert));
+      errorBox.dataset.status = build.status;
+    }
   }
+
+  // Builder (a status message may say which one ran)
+  const chip = $("builder-chip");
+  const builder = build.builder || "classic";
+  if (chip && chip.dataset.builder !== builder) {
+    chip.dataset.builder = builder;
+    chip.className = `chip chip--builder chip--${builder}`;
+    chip.textContent = BUILDER_LABELS[builder] || builder;
+  }
+
+  renderCancel();
+
+  // No steps at all: say why once the build is over (cancelled in the queue, failed before a step…).
+  const empty = $("steps-empty");
+  let emptyText = "Waiting for the first step…";
+  if (FINAL.has(build.status)) {
+    emptyText = build.status === "cancelled" && !build.started_at ? "Cancelled before it started: no step ran." : "No step ran.";
+  }
+  if (empty.textContent !== emptyText) empty.textContent = emptyText;
 
   const failed = [...steps.values()].find((st) => st.data.status === "failed");
   const jump = $("build-error-jump");
@@ -128,7 +175,10 @@ function buildSeconds() {
 // ---------------------------------------------------------------- summary: progress and cache
 
 function renderSummary() {
-  const all = [...steps.values()].map((s) => s.data).sort((a, b) => a.index - b.index);
+  // Skipped steps (stages the chosen target does not need) are not work to do: they count nowhere.
+  // Indexes may have gaps (BuildKit makes no step of ARG, ENV, LABEL…): count the steps present.
+  const all = [...steps.values()].map((s) => s.data).filter((s) => s.status !== "skipped")
+    .sort((a, b) => a.index - b.index);
   const done = all.filter((s) => STEP_DONE.has(s.status)).length;
   const decided = all.filter((s) => s.cached !== null && s.cached !== undefined);
   const hits = decided.filter((s) => s.cached === true).length;
@@ -171,12 +221,7 @@ function renderSummary() {
     seg.title = `${s.index}. ${s.instruction} — ${badgeLabel(s)}`;
   });
   while (segs.length > all.length) track.lastChild.remove();
-
-  for (const stage of stages.values()) {
-    const own = all.filter((s) => String(s.stage ?? "0") === stage.key && s.cached !== null && s.cached !== undefined);
-    const ownHits = own.filter((s) => s.cached === true).length;
-    stage.count.textContent = own.length ? `${ownHits}/${own.length} cached` : "";
-  }
+  $("legend-cancelled").hidden = !all.some((s) => s.status === "cancelled");
 }
 
 function segmentKind(step) {
@@ -198,37 +243,249 @@ function badgeLabel(step) {
 }
 
 function badgeKind(step) {
+  if (step.status === "skipped") return "skipped";
   const kind = segmentKind(step);
   if (kind === "built" && step.cached === true) return "cached";
   return kind;
 }
 
-function stageTitle(stage) {
-  const name = String(stage ?? "0");
-  return /^\d+$/.test(name) ? `Stage ${name}` : name;
+function stageKey(stage) {
+  return stage === null || stage === undefined ? "0" : String(stage);
+}
+
+function stageTitle(key) {
+  if (key === "") return "Global build args";
+  return /^\d+$/.test(key) ? `Stage ${key}` : key;
+}
+
+/** The steps' container: stages (and groups of stages side by side) live here, after the Preparation block. */
+function stageRoot() {
+  let root = $("stages");
+  if (!root) {
+    root = h("div", { class: "stages", id: "stages" });
+    $("steps").appendChild(root);
+  }
+  return root;
 }
 
 function ensureStage(stageName, index) {
-  const key = String(stageName ?? "0");
+  const key = stageKey(stageName);
   let stage = stages.get(key);
   if (stage) return stage;
-  const count = h("span", { class: "stage__count" });
+  const count = h("span", { class: "stage__count", "data-testid": "stage-count" });
+  const dur = h("span", { class: "stage__dur", "data-testid": "stage-duration" });
+  const skipped = h("span", { class: "stage__skipped", "data-testid": "stage-skipped", hidden: true }, "Skipped");
   const numbered = /^\d+$/.test(key);
+  // Global ARGs before the first FROM (stage "") are no stage of their own: no "Stage" kicker.
   const head = h("h2", { class: "stage__head" },
-    h("span", { class: "stage__kicker" }, "Stage"),
-    h("span", { class: numbered ? "stage__name" : "stage__name mono" }, key),
-    count);
+    key === "" ? null : h("span", { class: "stage__kicker" }, "Stage"),
+    h("span", { class: numbered || key === "" ? "stage__name" : "stage__name mono" }, key === "" ? stageTitle(key) : key),
+    skipped,
+    h("span", { class: "stage__meta" }, count, dur));
   const list = h("ol", { class: "stage__steps" });
   const el = h("section", { class: "stage", "data-stage": key, "data-testid": "stage", "aria-label": stageTitle(key) },
     head, list);
-  stage = { key, el, list, count, first: index };
+  stage = { key, el, list, count, dur, skipped, first: index, span: null };
   stages.set(key, stage);
-  // Stages appear in Dockerfile order: place this one before the first stage that starts later.
-  const container = $("steps");
-  const later = [...stages.values()].filter((s) => s !== stage && s.first > index).sort((a, b) => a.first - b.first)[0];
-  container.insertBefore(el, later ? later.el : null);
-  container.classList.toggle("steps--multi", stages.size > 1);
+  // Placed for now at the end; layoutStages() puts it in Dockerfile order, maybe beside another stage.
+  stageRoot().appendChild(el);
+  $("steps").classList.toggle("steps--multi", stages.size > 1);
+  stagesDirty = true;
   return stage;
+}
+
+// ---------------------------------------------------------------- stages side by side
+// BuildKit runs independent stages at the same time. Consecutive stages (in Dockerfile order) that ran
+// at the same time form a "lane group" laid out as columns. Decided from the steps' own times on every
+// step message (never on log lines), so the layout follows the build as it runs.
+//
+// Comparing whole ranges [first start, last end] would put nearly every stage beside every other:
+// BuildKit resolves each stage's base image, and runs a stage's first steps (WORKDIR, a cached COPY…),
+// as the build starts, long before that stage's COPY --from waits for the others. So a stage's time is
+// the union of its steps' own [started_at, finished_at or now] (FROM and steps without times left out),
+// and two stages overlap when both are running a RUN step right now, or when they were both running
+// steps for at least OVERLAP_MIN_S and OVERLAP_SHARE of the shorter one's time. A stage that only
+// found its layers in the cache, within TRIVIAL_STAGE_S, never overlaps.
+
+const isFrom = (d) => /^\s*FROM\b/i.test(d.instruction || "");
+const isRun = (d) => /^\s*RUN\b/i.test(d.instruction || "");
+
+/** {busy: merged [t0, t1] intervals in ms, total, running} of a stage's own work, or null. */
+function stageTiming(own) {
+  const live = !FINAL.has(build.status) && !ended;
+  const finalEnd = build.finished_at ? Date.parse(build.finished_at) : NaN;
+  const now = live || Number.isNaN(finalEnd) ? Date.now() : finalEnd;
+  const spans = [];
+  let runningRun = false;
+  let cachedOnly = true;
+  for (const d of own) {
+    if (isFrom(d)) continue;
+    const t0 = Date.parse(d.started_at);
+    if (Number.isNaN(t0)) continue; // no times (pending, skipped): ignored
+    let t1 = Date.parse(d.finished_at);
+    if (Number.isNaN(t1)) {
+      if (d.status === "running") t1 = now;
+      else if (d.duration_s !== null && d.duration_s !== undefined) t1 = t0 + d.duration_s * 1000;
+      else t1 = t0;
+    }
+    if (d.status === "running" && live && isRun(d)) runningRun = true;
+    if (!(d.status === "cached" || d.cached === true)) cachedOnly = false;
+    spans.push([t0, Math.max(t0, t1)]);
+  }
+  if (!spans.length) return null;
+  spans.sort((a, b) => a[0] - b[0]);
+  const busy = [];
+  for (const [t0, t1] of spans) {
+    const last = busy[busy.length - 1];
+    if (last && t0 <= last[1]) last[1] = Math.max(last[1], t1);
+    else busy.push([t0, t1]);
+  }
+  const total = busy.reduce((sum, [t0, t1]) => sum + (t1 - t0), 0);
+  if (cachedOnly && total < TRIVIAL_STAGE_S * 1000) return null;
+  return { busy, total, running: runningRun };
+}
+
+/** Milliseconds during which both stages were running steps. */
+function sharedBusy(a, b) {
+  let shared = 0;
+  let i = 0;
+  let j = 0;
+  while (i < a.busy.length && j < b.busy.length) {
+    const lo = Math.max(a.busy[i][0], b.busy[j][0]);
+    const hi = Math.min(a.busy[i][1], b.busy[j][1]);
+    if (hi > lo) shared += hi - lo;
+    if (a.busy[i][1] < b.busy[j][1]) i += 1;
+    else j += 1;
+  }
+  return shared;
+}
+
+function overlaps(a, b) {
+  if (!a || !b) return false;
+  if (a.running && b.running) return true;
+  const shared = sharedBusy(a, b);
+  return shared >= OVERLAP_MIN_S * 1000 && shared >= OVERLAP_SHARE * Math.min(a.total, b.total);
+}
+
+/** Stages in Dockerfile order, cut into groups: consecutive stages that ran at the same time. */
+function stageGroups() {
+  const byStage = new Map();
+  for (const st of steps.values()) {
+    const key = stageKey(st.data.stage);
+    if (!byStage.has(key)) byStage.set(key, []);
+    byStage.get(key).push(st.data);
+  }
+  const ordered = [...stages.values()].sort((a, b) => a.first - b.first);
+  const groups = [];
+  for (const stage of ordered) {
+    stage.own = byStage.get(stage.key) || [];
+    stage.span = stageTiming(stage.own);
+    const current = groups[groups.length - 1];
+    if (current && stage.span && current.some((other) => overlaps(other.span, stage.span))) current.push(stage);
+    else groups.push([stage]);
+  }
+  return groups;
+}
+
+/** Make parent's element children (from `from` on) exactly `wanted`, moving only what is out of place. */
+function reconcile(parent, wanted, from = 0) {
+  wanted.forEach((node, i) => {
+    const at = parent.children[from + i];
+    if (at !== node) parent.insertBefore(node, at || null);
+  });
+  while (parent.children.length > from + wanted.length) parent.lastElementChild.remove();
+}
+
+function laneElement(group) {
+  const id = group.map((s) => s.key).join("\u0000");
+  let lane = lanes.get(id);
+  if (!lane) {
+    lane = h("div", { class: "lanes", "data-testid": "stage-lanes", role: "group" },
+      h("p", { class: "lanes__caption", "data-testid": "lanes-caption" },
+        icon(ICONS.parallel),
+        h("span", {}, `${group.length} stages in parallel`)));
+    lane.dataset.stages = group.map((s) => s.key).join(" ");
+    lane.setAttribute("aria-label", `Stages ${group.map((s) => stageTitle(s.key)).join(", ")}, side by side`);
+    lanes.set(id, lane);
+  }
+  lane.dataset.columns = String(Math.min(group.length, MAX_LANES));
+  return lane;
+}
+
+function layoutStages() {
+  stagesDirty = false;
+  const groups = stageGroups();
+  const root = stageRoot();
+  const plan = groups.map((group) => (group.length === 1
+    ? { node: group[0].el, inner: null }
+    : { node: laneElement(group), inner: group.map((s) => s.el) }));
+  const inPlace = plan.length === root.children.length && plan.every(({ node, inner }, i) => root.children[i] === node
+    && (!inner || (node.children.length === inner.length + 1 && inner.every((el, j) => node.children[j + 1] === el))));
+  if (!inPlace) {
+    // Moving an element resets its scroll: logs that were open at their bottom (a running step) stay there.
+    const stick = [...steps.values()].filter((st) => st.open && isAtBottom(st.log));
+    for (const { node, inner } of plan) if (inner) reconcile(node, inner, 1); // after the caption
+    reconcile(root, plan.map((p) => p.node));
+    const used = new Set(plan.map((p) => p.node));
+    for (const [id, lane] of lanes) if (!used.has(lane)) lanes.delete(id);
+    for (const st of stick) st.log.scrollTop = st.log.scrollHeight;
+  }
+  renderStages();
+}
+
+/** Each stage heading: "3 steps · 2 cached", how long it ran, SKIPPED when the target does not need it. */
+function renderStages() {
+  for (const stage of stages.values()) {
+    const own = stage.own || [];
+    const decided = own.filter((d) => d.cached !== null && d.cached !== undefined);
+    const hits = decided.filter((d) => d.cached === true).length;
+    const allSkipped = own.length > 0 && own.every((d) => d.status === "skipped");
+    const text = `${plural(own.length, "step")}${decided.length ? ` · ${hits} cached` : ""}`;
+    if (stage.count.textContent !== text) stage.count.textContent = text;
+    stage.skipped.hidden = !allSkipped;
+    let state = "pending";
+    if (allSkipped) state = "skipped";
+    else if (own.some((d) => d.status === "failed")) state = "failed";
+    else if (own.some((d) => d.status === "running")) state = "running";
+    else if (own.some((d) => d.status === "cancelled")) state = "cancelled";
+    else if (own.every((d) => STEP_FINISHED.has(d.status))) state = "done";
+    else if (own.some((d) => STEP_FINISHED.has(d.status))) state = "waiting"; // e.g. a COPY --from for another stage
+    stage.el.dataset.state = state;
+    renderStageDuration(stage);
+  }
+}
+
+function renderStageDuration(stage) {
+  // Time the stage spent running steps (FROM included), not the wall time since its first step:
+  // under BuildKit a stage's FROM runs as the build starts, long before its COPY --from can.
+  const live = !FINAL.has(build.status) && !ended;
+  const spans = [];
+  let ticking = false;
+  for (const d of stage.own || []) {
+    const t0 = Date.parse(d.started_at);
+    if (Number.isNaN(t0)) continue;
+    let t1 = Date.parse(d.finished_at);
+    if (Number.isNaN(t1) && d.status === "running" && live) {
+      t1 = Date.now();
+      ticking = true;
+    } else if (Number.isNaN(t1)) {
+      t1 = d.duration_s !== null && d.duration_s !== undefined ? t0 + d.duration_s * 1000 : t0;
+    }
+    spans.push([t0, Math.max(t0, t1)]);
+  }
+  spans.sort((a, b) => a[0] - b[0]);
+  let total = 0;
+  let reach = -Infinity;
+  for (const [t0, t1] of spans) {
+    if (t1 <= reach) continue;
+    total += t1 - Math.max(t0, reach);
+    reach = t1;
+  }
+  let text = "";
+  if (spans.length) text = ticking ? formatElapsed(total / 1000) : formatDuration(total / 1000);
+  if (stage.dur.textContent !== text) stage.dur.textContent = text;
+  stage.dur.title = spans.length ? "Time this stage spent running its steps" : "";
+  stage.dur.classList.toggle("is-live", ticking);
 }
 
 function createStep(data) {
@@ -274,14 +531,14 @@ function setOpen(step, open) {
 
 function upsertStep(data) {
   let step = steps.get(data.index);
-  const prevStage = step ? String(step.data.stage ?? "0") : null;
+  const prevStage = step ? stageKey(step.data.stage) : null;
   if (!step) {
     step = createStep(data);
     steps.set(data.index, step);
   } else {
     step.data = { ...step.data, ...data };
   }
-  if (prevStage !== null && prevStage !== String(step.data.stage ?? "0")) {
+  if (prevStage !== null && prevStage !== stageKey(step.data.stage)) {
     step.el.remove();
     const left = stages.get(prevStage);
     if (left && !left.list.children.length) {
@@ -290,6 +547,7 @@ function upsertStep(data) {
       $("steps").classList.toggle("steps--multi", stages.size > 1);
     }
   }
+  stagesDirty = true;
   placeStep(step);
   renderStep(step);
   $("steps-empty").hidden = true;
@@ -301,7 +559,8 @@ function renderStep(step) {
   const kind = badgeKind(d);
   step.el.dataset.status = d.status;
   step.el.dataset.cached = d.cached === null || d.cached === undefined ? "null" : String(d.cached);
-  step.el.className = `step step--${kind}${step.open ? " is-open" : ""}`;
+  const unstarted = d.status === "cancelled" && !d.started_at;
+  step.el.className = `step step--${kind}${unstarted ? " is-unstarted" : ""}${step.open ? " is-open" : ""}`;
   step.badge.className = `step-badge step-badge--${kind}`;
   step.badge.dataset.status = d.status;
   step.badge.textContent = badgeLabel(d);
@@ -351,14 +610,17 @@ function ensurePrep() {
   if (prep) return prep;
   const logId = "prep-log";
   const lines = h("span", { class: "step__lines" });
+  // Collapsed, the block still says what the builder last did ("exporting to image — 0.12 s").
+  const latest = h("span", { class: "prep__latest", "data-testid": "preparation-latest" });
   const head = h("button", { type: "button", class: "step__head", "aria-expanded": "false", "aria-controls": logId },
     h("span", { class: "step__num step__num--prep", "aria-hidden": "true" }, icon(ICONS.terminal)),
     h("span", { class: "step__instr step__instr--prep" }, "Preparation"),
+    latest,
     lines,
     h("span", { class: "step__chevron", "aria-hidden": "true" }, icon(ICONS.chevron)));
   const log = h("div", { class: "log", id: logId, "data-testid": "preparation-log", role: "log", hidden: true });
   const el = h("div", { class: "step step--prep", "data-testid": "preparation" }, head, log);
-  prep = { el, head, log, lines, count: 0, open: false, userToggled: false, data: { status: "prep" } };
+  prep = { el, head, log, lines, latest, count: 0, open: false, userToggled: false, data: { status: "prep" } };
   head.addEventListener("click", () => {
     prep.userToggled = true;
     setOpen(prep, !prep.open);
@@ -371,6 +633,11 @@ function ensurePrep() {
 
 // ---------------------------------------------------------------- log lines
 
+// "[internal] load remote build context — 6.2 MB in 0.08 s": what BuildKit did, then its figures.
+const PREP_DETAIL = /^(.*\S) — (\S.*)$/;
+// eslint-disable-next-line no-control-regex
+const ANSI_CODES = /\x1b\[[0-9;?]*[ -\/]*[@-~]/g;
+
 function appendLine(target, stream, text) {
   if (target.empty) {
     target.empty.remove();
@@ -379,9 +646,24 @@ function appendLine(target, stream, text) {
   target.count += 1;
   const kind = stream === "stderr" || stream === "system" ? stream : "stdout";
   const line = h("div", { class: `log__line log__line--${kind}` });
-  line.appendChild(renderAnsi(text)); // text nodes and spans only: never markup
+  const timed = target === prep && kind === "system" ? PREP_DETAIL.exec(text) : null;
+  if (timed && /^ERROR\b/.test(timed[2])) {
+    line.classList.add("log__line--error");
+    line.appendChild(renderAnsi(text));
+  } else if (timed && timed[2].length <= 40) {
+    // BuildKit's own work with its size and time: the figures line up on the right.
+    line.classList.add("log__line--timed");
+    line.append(h("span", { class: "log__what" }, renderAnsi(timed[1])),
+      h("span", { class: "log__detail" }, h("span", { class: "log__sep" }, " — "), timed[2]));
+  } else {
+    line.appendChild(renderAnsi(text)); // text nodes and spans only: never markup
+  }
   target.log.appendChild(line);
   target.lines.textContent = plural(target.count, "line");
+  if (target.latest) {
+    target.latest.textContent = text.replace(ANSI_CODES, "");
+    target.latest.title = target.latest.textContent;
+  }
 }
 
 function isAtBottom(el) {
@@ -422,6 +704,7 @@ function flush() {
     stepsChanged = stepsChanged || r === "steps";
     headerChanged = headerChanged || r === "header";
   }
+  if (stagesDirty) layoutStages();
   if (stepsChanged) renderSummary();
   if (headerChanged || stepsChanged) renderHeader();
 
@@ -618,6 +901,9 @@ function tick() {
   for (const step of steps.values()) {
     if (step.data.status === "running") renderStepDuration(step);
   }
+  for (const stage of stages.values()) {
+    if (stage.el.dataset.state === "running" || stage.dur.classList.contains("is-live")) renderStageDuration(stage);
+  }
   const live = !FINAL.has(build.status) && !ended;
   if (live && !ticker) ticker = setInterval(tick, 100);
   if (!live && ticker) {
@@ -655,6 +941,38 @@ $("rebuild").addEventListener("click", async () => {
   button.querySelector(".btn__label").textContent = "Rebuild";
 });
 
+/** Cancel: shown while the build is queued or running, until its `end` message. */
+function renderCancel() {
+  const button = $("cancel");
+  const live = (build.status === "queued" || build.status === "running") && !ended;
+  if (!live) cancelling = false;
+  button.hidden = !live;
+  button.disabled = cancelling;
+  button.classList.toggle("is-busy", cancelling);
+  button.setAttribute("aria-busy", String(cancelling));
+  const label = cancelling ? "Cancelling…" : "Cancel";
+  const labelEl = button.querySelector(".btn__label");
+  if (labelEl.textContent !== label) labelEl.textContent = label;
+}
+
+$("cancel").addEventListener("click", async () => {
+  if (cancelling) return;
+  cancelling = true;
+  renderCancel();
+  try {
+    const res = await fetch($("cancel").dataset.url, { method: "POST", headers: { Accept: "application/json" } });
+    if (res.status === 202 || res.ok) return; // "Cancelling…" until the status and end messages say how it ended
+    const err = await readApiError(res, {
+      409: "This build has already ended, so there is nothing to cancel.",
+    });
+    flash(`Cancel failed: ${err.message}`, "error");
+  } catch (e) {
+    flash(e instanceof TypeError ? "Could not reach Layerdeck to cancel the build." : `Cancel failed: ${e.message}`);
+  }
+  cancelling = false;
+  renderCancel();
+});
+
 $("copy-image").addEventListener("click", async () => {
   const button = $("copy-image");
   const ok = await copyText($("image-id").dataset.full);
@@ -685,6 +1003,7 @@ if ("IntersectionObserver" in window) {
 // ---------------------------------------------------------------- start
 
 for (const s of build.steps || []) upsertStep(s);
+layoutStages();
 renderSummary();
 renderHeader();
 connect();

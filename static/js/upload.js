@@ -421,26 +421,35 @@ $("dockerfile-text").addEventListener("input", updateSummary);
 
 // ---------------------------------------------------------------- submit
 
-function buildFormData() {
-  const data = new FormData();
+/**
+ * What to send. A pasted Dockerfile goes as a small form; an archive or a folder goes as the request body
+ * itself with the options in the query string (docs/API.md), which the server streams to disk without
+ * multipart parsing. A folder becomes one tar built in the page (tar.js); the server checks it like any
+ * archive.
+ */
+function buildRequest() {
+  const options = new URLSearchParams();
   const text = (id) => $(id).value.trim();
-  if (text("tag")) data.append("tag", text("tag"));
-  if (state.mode === "upload" && text("dockerfile")) data.append("dockerfile", text("dockerfile"));
-  if (text("target")) data.append("target", text("target"));
-  data.append("build_args", $("build-args-json").value || "{}");
-  data.append("no_cache", $("no-cache").checked ? "true" : "false");
-  if ($("builder").value) data.append("builder", $("builder").value);
+  if (text("tag")) options.append("tag", text("tag"));
+  if (state.mode === "upload" && text("dockerfile")) options.append("dockerfile", text("dockerfile"));
+  if (text("target")) options.append("target", text("target"));
+  options.append("build_args", $("build-args-json").value || "{}");
+  options.append("no_cache", $("no-cache").checked ? "true" : "false");
+  options.append("pull", $("pull").checked ? "true" : "false");
+  if ($("builder").value) options.append("builder", $("builder").value);
+  const action = form.getAttribute("action");
 
   if (state.mode === "paste") {
+    const data = new FormData();
+    for (const [key, value] of options) data.append(key, value);
     data.append("dockerfile_text", $("dockerfile-text").value);
-  } else if (state.selection.kind === "archive") {
-    data.append("context", state.selection.file, state.selection.file.name);
-  } else {
-    // A folder travels as one tar built in the page (see tar.js); the server checks it like any archive.
-    data.append("context_source", "folder");
-    data.append("context", folderToTar(state.selection.entries), `${state.selection.name || "folder"}.tar`);
+    return { url: action, body: data, contentType: null };
   }
-  return data;
+  if (state.selection.kind === "archive") {
+    return { url: `${action}?${options}`, body: state.selection.file, contentType: "application/octet-stream" };
+  }
+  options.append("context_source", "folder");
+  return { url: `${action}?${options}`, body: folderToTar(state.selection.entries), contentType: "application/x-tar" };
 }
 
 function validate() {
@@ -493,8 +502,10 @@ function submit() {
   }
   const xhr = new XMLHttpRequest();
   state.xhr = xhr;
-  xhr.open("POST", form.getAttribute("action"));
+  const request = buildRequest();
+  xhr.open("POST", request.url);
   xhr.setRequestHeader("Accept", "application/json");
+  if (request.contentType) xhr.setRequestHeader("Content-Type", request.contentType);
   xhr.upload.addEventListener("progress", (e) => setProgress(e.loaded, e.lengthComputable ? e.total : 0));
   xhr.upload.addEventListener("load", () => setProgress(1, 1));
   xhr.addEventListener("load", () => {
@@ -542,7 +553,7 @@ function submit() {
   });
   setBusy(true);
   setProgress(0, 0);
-  xhr.send(buildFormData());
+  xhr.send(request.body);
 }
 
 form.addEventListener("submit", (e) => {

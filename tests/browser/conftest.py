@@ -86,5 +86,6 @@ def page(browser: Any) -> Iterator[Any]:
 def shot(page: Any, name: str) -> Path:
     SHOTS.mkdir(parents=True, exist_ok=True)
     path = SHOTS / f"{name}.png"
+    page.evaluate("window.scrollTo(0, 0)")  # the build page follows the running step; shoot from the top
     page.screenshot(path=str(path), full_page=True)
     return path

@@ -136,3 +136,24 @@ def test_a_rebuild_of_an_unknown_build_is_404(client: FlaskClient) -> None:
     response = client.post("/api/v1/builds/999/rebuild")
     assert response.status_code == 404
     assert json.loads(response.data)["error"]["message"] == "There is no build #999."
+
+
+def raw_post(client: FlaskClient, body: bytes, **params: str) -> Any:
+    return client.post("/api/v1/builds", query_string=params, data=body, content_type="application/x-tar")
+
+
+def test_a_raw_archive_body_is_checked_like_a_form_upload(app: Flask, client: FlaskClient) -> None:
+    response = raw_post(client, b"not an archive at all" * 10, tag="demo/app:1")
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "not_an_archive"
+    response = raw_post(client, tar_bytes(GOOD), tag="Bad Tag")
+    assert response.get_json()["error"]["code"] == "invalid_tag"
+    assert_nothing_left(app, client)
+
+
+def test_a_raw_archive_body_over_the_cap_gets_413(make_app: Any) -> None:
+    app = make_app(MAX_UPLOAD_SIZE=64 * 1024)
+    client = app.test_client()
+    response = raw_post(client, tar_bytes({**GOOD, "big.bin": b"\x01" * 200_000}))
+    assert response.status_code == 413
+    assert_nothing_left(app, client)

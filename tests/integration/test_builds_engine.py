@@ -190,7 +190,7 @@ def test_the_stored_log_is_capped_with_a_visible_line_while_the_build_goes_on(ma
     client = make_app(LOG_CAP=4096).test_client()
     dockerfile = f"FROM {base_image}\nRUN i=0; while [ $i -lt 400 ]; do echo line $i of noise; i=$((i+1)); done\n" \
                  "RUN echo after the noise\n"
-    build = build_ok(client, tar_bytes({"Dockerfile": dockerfile}))
+    build = build_ok(client, tar_bytes({"Dockerfile": dockerfile}), no_cache="true")
     log = client.get(f"/api/v1/builds/{build['id']}/log").get_data(as_text=True)
     assert "later lines are not stored. The build goes on." in log
     assert "line 399 of noise" not in log
@@ -272,3 +272,15 @@ def test_the_same_upload_again_reuses_its_stored_context(app: Any, client: Flask
     third = build_ok(client, tar_bytes(files))
     with app.app_context():
         assert db.session.get(Build, third["id"]).context_file == f"contexts/{third['id']}.tar"
+
+
+def test_a_raw_archive_body_with_options_in_the_query_string_builds(client: FlaskClient, base_image: str) -> None:
+    files = {"Dockerfile": f"FROM {base_image} AS one\nARG X\nRUN echo raw $X {id(client)}\nFROM one AS two\nRUN echo two\n"}
+    response = client.post("/api/v1/builds", data=tar_bytes(files), content_type="application/x-tar",
+                           query_string={"tag": "layerdeck-test/raw:1", "target": "one",
+                                         "build_args": json.dumps({"X": "body"}), "builder": "buildkit"})
+    assert response.status_code == 202, response.get_json()
+    build = wait_for_build(client, response.get_json()["id"])
+    assert build["status"] == "succeeded"
+    assert build["tag"] == "layerdeck-test/raw:1" and build["options"]["target"] == "one"
+    assert "raw body" in client.get(f"/api/v1/builds/{build['id']}/log").get_data(as_text=True)

@@ -61,7 +61,7 @@ def slow_context(base_image: str, tag: str) -> bytes:
 def test_a_live_viewer_sees_every_step_in_order_then_the_end(
     app: Flask, client: FlaskClient, live_server: str, base_image: str
 ) -> None:
-    build_id = submit(client, slow_context(base_image, "live")).get_json()["id"]
+    build_id = submit(client, slow_context(base_image, f"live-{app.config['INSTANCE_ID']}")).get_json()["id"]
     messages = read_all(ws_url(live_server, build_id))
 
     assert [m["seq"] for m in messages] == list(range(1, len(messages) + 1))
@@ -82,7 +82,7 @@ def test_a_live_viewer_sees_every_step_in_order_then_the_end(
 def test_late_joiners_and_reconnects_receive_exactly_the_stored_log(
     app: Flask, client: FlaskClient, live_server: str, base_image: str
 ) -> None:
-    build_id = submit(client, slow_context(base_image, "late")).get_json()["id"]
+    build_id = submit(client, slow_context(base_image, f"late-{app.config['INSTANCE_ID']}")).get_json()["id"]
     # One viewer leaves after a few messages, mid-build, and comes back with ?after.
     early = read_all(ws_url(live_server, build_id), stop_after=4)
     assert len(early) == 4
@@ -100,7 +100,7 @@ def test_late_joiners_and_reconnects_receive_exactly_the_stored_log(
 def test_many_viewers_at_once_each_get_the_whole_build_and_leaving_does_not_affect_it(
     app: Flask, client: FlaskClient, live_server: str, base_image: str
 ) -> None:
-    build_id = submit(client, slow_context(base_image, "many")).get_json()["id"]
+    build_id = submit(client, slow_context(base_image, f"many-{app.config['INSTANCE_ID']}")).get_json()["id"]
     results: dict[int, list[dict[str, Any]]] = {}
 
     def watch(n: int) -> None:

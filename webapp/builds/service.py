@@ -54,6 +54,7 @@ class Upload:
     archive: Path | None = None
     dockerfile_text: str | None = None
     from_folder: bool = False  # a folder the page packed into a tar
+    archive_sha256: str | None = None  # computed while the upload was received, when it was
 
 
 def data_path(app: Flask, *parts: str) -> Path:
@@ -83,13 +84,19 @@ class StoredContext:
 
 def upload_digest(upload: Upload, dockerfile: str) -> str:
     """What identifies an upload: its bytes and the Dockerfile path (the only option packing depends on)."""
-    digest = hashlib.sha256(f"layerdeck-context-v1\0{dockerfile}\0".encode())
     if upload.archive is not None:
-        with upload.archive.open("rb") as file:
-            while chunk := file.read(1024**2):
-                digest.update(chunk)
+        content = upload.archive_sha256 or sha256_file(upload.archive)
     else:
-        digest.update(b"text\0" + (upload.dockerfile_text or "").encode("utf-8", "surrogatepass"))
+        text = (upload.dockerfile_text or "").encode("utf-8", "surrogatepass")
+        content = "text:" + hashlib.sha256(text).hexdigest()
+    return hashlib.sha256(f"layerdeck-context-v2\0{dockerfile}\0{content}".encode()).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while chunk := file.read(1024**2):
+            digest.update(chunk)
     return digest.hexdigest()
 
 
