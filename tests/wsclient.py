@@ -32,6 +32,7 @@ class WSClient:
         self._partial = ""
         self.closed = False
         self.close_code: int | None = None
+        self.pings = 0
         self.sock.sendall(self.ws.send(Request(host=parts.netloc, target=target, extra_headers=headers or [])))
         while True:
             self._recv()
@@ -57,6 +58,7 @@ class WSClient:
                     self.pending.append(self._partial)
                     self._partial = ""
             elif isinstance(event, Ping):
+                self.pings += 1
                 self.sock.sendall(self.ws.send(event.response()))
             elif isinstance(event, CloseConnection):
                 self.close_code = event.code

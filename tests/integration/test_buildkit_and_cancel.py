@@ -209,3 +209,15 @@ def test_losing_the_engine_mid_build_fails_the_build_with_that_reason(
     assert "Lost the connection to the Docker engine" in build["error"]
     run = next(s for s in build["steps"] if s["instruction"].startswith("RUN"))
     assert run["status"] == "failed"
+
+
+def test_always_pull_without_a_reachable_registry_fails_with_what_to_change(
+    client: FlaskClient, base_image: str, builder: str
+) -> None:
+    # The test base image exists only on this engine: asking its registry for it can only fail.
+    response = submit(client, tar_bytes({"Dockerfile": f"FROM {base_image}\nRUN echo pulled\n"}),
+                      builder=builder, pull="true")
+    build = wait_for_build(client, response.get_json()["id"], timeout=120)
+    assert build["status"] == "failed"
+    assert build["options"]["pull"] is True
+    assert "Always pull" in build["error"] and "turn it off" in build["error"]

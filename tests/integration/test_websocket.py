@@ -126,3 +126,24 @@ def test_an_unknown_build_gets_an_error_message(live_server: str) -> None:
     messages = read_all(ws_url(live_server, 999))
     assert messages[0]["type"] == "error"
     assert "no build #999" in messages[0]["message"]
+
+
+def test_idle_sockets_get_keep_alive_pings(make_app: Any, base_image: str) -> None:
+    from werkzeug.serving import make_server
+
+    app = make_app(WS_PING_INTERVAL=0.5)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        client = app.test_client()
+        quiet = tar_bytes({"Dockerfile": f"FROM {base_image}\nRUN echo {id(server)} && sleep 3\n"})
+        build_id = submit(client, quiet, no_cache="true").get_json()["id"]
+        ws = WSClient(ws_url(f"http://127.0.0.1:{server.server_port}", build_id))
+        while (data := ws.receive()) is not None and json.loads(data)["type"] != "end":
+            pass
+        ws.close()
+        assert ws.pings >= 2  # the step printed nothing for 3 s; the server kept the socket alive
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
