@@ -15,7 +15,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
 
@@ -94,10 +94,8 @@ def layerdeck_server(**env: str) -> Iterator[Server]:
         log.close()
         client = docker.from_env()
         for image in client.images.list(filters={"label": f"layerdeck.instance={_instance(data_dir)}"}):
-            try:
+            with suppress(docker.errors.APIError):
                 client.images.remove(image.id, force=True)
-            except docker.errors.APIError:
-                pass
 
 
 def _instance(data_dir: Path) -> str:

@@ -52,8 +52,9 @@ def context_tar(path: Path, text: str) -> None:
 def engine_alone(api: docker.APIClient, tar: Path) -> list[float]:
     delays: list[float] = []
     with tar.open("rb") as body:
-        response = api._post(api._url("/build"), params={"rm": "1", "forcerm": "1", "nocache": "1"}, data=body,
-                             headers={"Content-Type": "application/x-tar"}, stream=True, timeout=None)
+        response = api._post(api._url("/build"), params={"rm": "1", "forcerm": "1", "nocache": "1"},
+                             data=body, headers={"Content-Type": "application/x-tar"}, stream=True,
+                             timeout=None)
     buffer = ""
     image = None
     for doc in api._stream_helper(response, decode=True):

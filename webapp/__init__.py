@@ -5,7 +5,6 @@ from __future__ import annotations
 import atexit
 import logging
 import shutil
-import tempfile
 import uuid
 from pathlib import Path
 from typing import IO, Any
@@ -67,9 +66,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     with app.app_context():
         configure_sqlite(db.engine)
 
+    from webapp import health
     from webapp.builds import views as build_views
     from webapp.builds import ws as build_ws
-    from webapp import health
 
     app.register_blueprint(build_views.bp)
     app.register_blueprint(build_ws.bp)
@@ -150,7 +149,8 @@ def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Any:
         logging.getLogger("webapp").exception("unhandled error")
-        return respond(500, "internal_error", "Something went wrong inside Layerdeck; the error is in its log.")
+        return respond(500, "internal_error",
+                       "Something went wrong inside Layerdeck; the error is in its log.")
 
 
 def _register_context(app: Flask) -> None:

@@ -184,10 +184,9 @@ class Engine:
     def cancel_build(self, build_id: str) -> None:
         """Ask BuildKit to stop a build started with `buildid`; closing its stream stops it too."""
         client = self.client()
-        try:
+        # On failure: the caller closes the stream as well, which cancels the build on its own.
+        with contextlib.suppress(requests.RequestException):
             client._post(client._url("/build/cancel"), params={"id": build_id}, timeout=QUICK_TIMEOUT).close()
-        except requests.RequestException:
-            pass  # the caller closes the stream as well, which cancels the build on its own
 
     def supports_buildkit(self) -> bool:
         """BuildKit answers `POST /build?version=2` on Linux engines from API 1.39 (Docker 18.09) on."""
@@ -210,10 +209,8 @@ class Engine:
         return True
 
     def remove_image(self, ref: str) -> None:
-        try:
+        with contextlib.suppress(docker.errors.NotFound):
             self.client().remove_image(ref, force=True)
-        except docker.errors.NotFound:
-            pass
 
 
 def _error_message(response: requests.Response) -> str:

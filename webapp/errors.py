@@ -1,4 +1,4 @@
-"""The project's one exception family; one place (webapp.views_errors) turns them into responses."""
+"""The project's one exception family; create_app's error handlers turn them into responses."""
 
 from __future__ import annotations
 

@@ -23,7 +23,8 @@ def engine_status(app: Flask, *, fresh: bool = False) -> dict[str, Any]:
         return dict(cached[1])
     try:
         info = app.extensions["layerdeck.engine"].version()
-        status = {"ok": True, "version": info.get("Version"), "api_version": info.get("ApiVersion"), "error": None}
+        status = {"ok": True, "version": info.get("Version"), "api_version": info.get("ApiVersion"),
+                  "error": None}
     except EngineUnavailable as exc:
         status = {"ok": False, "version": None, "api_version": None, "error": exc.message}
     app.extensions["layerdeck.engine_status"] = (time.monotonic(), status)
@@ -35,7 +36,7 @@ def health() -> Response:
     docker = engine_status(current_app._get_current_object(), fresh=True)  # type: ignore[attr-defined]
     try:
         db.session.execute(text("SELECT 1"))
-        database = {"ok": True}
+        database: dict[str, Any] = {"ok": True}
     except Exception as exc:  # the health check reports, it never raises
         database = {"ok": False, "error": str(exc)}
     ok = docker["ok"] and database["ok"]

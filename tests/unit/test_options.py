@@ -66,3 +66,14 @@ def test_targets_builders_and_booleans() -> None:
     assert parse_bool("true", "no_cache") and not parse_bool("false", "no_cache") and not parse_bool(None, "x")
     with pytest.raises(BadRequest):
         parse_bool("maybe", "no_cache")
+
+
+@pytest.mark.parametrize("tag", ["foo\n/bar", "app:1\n", "app\n"])
+def test_a_trailing_newline_does_not_slip_through_validation(tag: str) -> None:
+    with pytest.raises(BadRequest):
+        validate_tag(tag)
+
+
+def test_a_build_arg_name_with_a_newline_is_refused() -> None:
+    with pytest.raises(BadRequest):
+        parse_build_args('{"A\\n": "x"}')

@@ -58,8 +58,8 @@ def explain_engine_error(message: str, *, pull: bool) -> str:
         return message
     hints = []
     if "docker/dockerfile" in lowered or "gateway.v0" in lowered:
-        hints.append("a '# syntax=' line asks for a Dockerfile frontend image from a registry: remove it to use "
-                     "the engine's built-in frontend")
+        hints.append("a '# syntax=' line asks for a Dockerfile frontend image from a registry: remove it "
+                     "to use the engine's built-in frontend")
     if pull:
         hints.append("'Always pull' makes the engine ask a registry for every base image: turn it off to use "
                      "the images the engine already has")

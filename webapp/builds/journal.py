@@ -185,7 +185,8 @@ class Journal:
         size = len(data["text"].encode("utf-8", "replace")) + 1
         if state.log_bytes + size > self._log_cap:
             state.truncated = True
-            add(build, "log", {"step": data["step"], "stream": "system", "text": truncation_notice(self._log_cap)})
+            notice = truncation_notice(self._log_cap)
+            add(build, "log", {"step": data["step"], "stream": "system", "text": notice})
             return
         state.log_bytes += size
         add(build, "log", data)

@@ -10,14 +10,15 @@ from typing import Any
 from webapp.errors import BadRequest
 
 # The Docker reference grammar (distribution/reference), without digests: a build produces a tag.
+# Patterns end in \Z, not $: $ also matches before a final newline, letting "name\n" through.
 _ALNUM = r"[a-z0-9]+"
 _SEPARATOR = r"(?:[._]|__|[-]+)"
-_PATH_COMPONENT = re.compile(rf"^{_ALNUM}(?:{_SEPARATOR}{_ALNUM})*$")
+_PATH_COMPONENT = re.compile(rf"^{_ALNUM}(?:{_SEPARATOR}{_ALNUM})*\Z")
 _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
-_DOMAIN = re.compile(rf"^{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*(?::[0-9]+)?$")
-_TAG = re.compile(r"^[\w][\w.-]{0,127}$", re.ASCII)
-_ARG_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_STAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_DOMAIN = re.compile(rf"^{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*(?::[0-9]+)?\Z")
+_TAG = re.compile(r"^[\w][\w.-]{0,127}\Z", re.ASCII)
+_ARG_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+_STAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
 
 BUILDERS = ("buildkit", "classic")
 
@@ -36,7 +37,8 @@ def validate_tag(tag: str) -> str:
     if ":" in last:
         name, tag_part = tag.rsplit(":", 1)
     if tag_part is not None and not _TAG.match(tag_part):
-        raise bad("the part after ':' must be 1 to 128 letters, digits, '_', '.' or '-', not starting with '.' or '-'")
+        raise bad("the part after ':' must be 1 to 128 letters, digits, '_', '.' or '-', "
+                  "not starting with '.' or '-'")
     components = name.split("/")
     first = components[0]
     if len(components) > 1 and ("." in first or ":" in first or first == "localhost"):
@@ -59,7 +61,8 @@ def parse_build_args(text: str | None) -> dict[str, str]:
         value: Any = json.loads(text)
     except json.JSONDecodeError as exc:
         raise BadRequest(
-            f"Build args must be a JSON object such as {{\"VERSION\": \"1.2\"}}; this is not valid JSON ({exc.msg}).",
+            'Build args must be a JSON object such as {"VERSION": "1.2"}; '
+            f"this is not valid JSON ({exc.msg}).",
             code="invalid_build_args",
         ) from None
     if not isinstance(value, dict):
@@ -71,7 +74,8 @@ def parse_build_args(text: str | None) -> dict[str, str]:
     for key, val in value.items():
         if not _ARG_NAME.match(key):
             raise BadRequest(
-                f'"{key}" is not a valid build arg name: use letters, digits and _, not starting with a digit.',
+                f'"{key}" is not a valid build arg name: '
+                "use letters, digits and _, not starting with a digit.",
                 code="invalid_build_args",
             )
         if isinstance(val, bool) or not isinstance(val, str | int | float):
@@ -96,7 +100,8 @@ def validate_target(target: str | None) -> str | None:
     target = target.strip()
     if not _STAGE.match(target):
         raise BadRequest(
-            f'"{target}" is not a valid stage name: use letters, digits, "_", "." and "-".', code="invalid_target"
+            f'"{target}" is not a valid stage name: use letters, digits, "_", "." and "-".',
+            code="invalid_target",
         )
     return target
 

@@ -68,7 +68,9 @@ def build_to_dict(build: Build, *, steps: bool = True) -> dict[str, Any]:
             "no_cache": build.no_cache,
             "pull": build.pull,
         },
-        "context": {"source": build.context_source, "files": build.context_files, "bytes": build.context_bytes},
+        "context": {
+            "source": build.context_source, "files": build.context_files, "bytes": build.context_bytes,
+        },
         "cache": cache_summary(build.steps),
         "log": {"bytes": build.log_bytes, "truncated": build.log_truncated},
         **build_urls(build.id),

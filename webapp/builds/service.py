@@ -22,11 +22,11 @@ from flask import Flask
 from sqlalchemy import select, update
 
 from webapp.builds import context
+from webapp.builds.buildkit import BuildKitParser, dockerfile_stages
 from webapp.builds.compat import check_dockerfile, explain_engine_error
 from webapp.builds.journal import Journal
 from webapp.builds.options import BuildOptions
 from webapp.builds.present import build_to_dict
-from webapp.builds.buildkit import BuildKitParser, dockerfile_stages
 from webapp.builds.steps import (
     BuildResult,
     ClassicParser,
@@ -369,6 +369,8 @@ class BuildRunner:
         with self.app.app_context():
             build = db.session.get(Build, build_id)
             assert build is not None
+            instance = self.app.config["INSTANCE_ID"]
+            engine_build_id = f"layerdeck-{instance[:12]}-{build.id}-{uuid.uuid4().hex[:8]}"
             request = BuildRequest(
                 context=data_path(self.app, build.context_file), builder=build.builder, tag=build.tag,
                 dockerfile=build.dockerfile, build_args=build.args(), target=build.target,
@@ -376,11 +378,11 @@ class BuildRunner:
                 # One constant label: the classic builder turns each label into an extra LABEL step at the
                 # end, so a per-build value would rebuild that step, and change the image id, every time.
                 labels={"layerdeck.instance": self.app.config["INSTANCE_ID"]},
-                build_id=f"layerdeck-{self.app.config['INSTANCE_ID'][:12]}-{build.id}-{uuid.uuid4().hex[:8]}",
+                build_id=engine_build_id,
             )
             dockerfile_text = build.dockerfile_text
         self.journal.status(build_id)  # now running: every viewer's header changes
-        engine, engine_build_id = self.engine, request.build_id
+        engine = self.engine
         on_stop = (lambda: engine.cancel_build(engine_build_id)) if request.builder == "buildkit" else None
         active = _Active(on_stop)
         with self._active_lock:
@@ -429,15 +431,13 @@ class BuildRunner:
                 self.engine.ping()
             except EngineUnavailable:
                 lost = "Lost the connection to the Docker engine during the build."
-        if active.reason is not None:
-            events = parser.finish(cancelled=True)
-        else:
-            events = parser.finish(error=lost)
+        events = parser.finish(cancelled=True) if active.reason is not None else parser.finish(error=lost)
         result = self._emit(build_id, events, seen)
         if request.target and dockerfile_text:
             self._mark_skipped_stages(build_id, dockerfile_text, seen)
         if active.reason == "timed_out":
-            return BuildStatus.TIMED_OUT, None, f"The build ran past the {self.timeout:g} s time limit and was stopped."
+            return (BuildStatus.TIMED_OUT, None,
+                    f"The build ran past the {self.timeout:g} s time limit and was stopped.")
         if active.reason == "cancelled":
             return BuildStatus.CANCELLED, None, "Cancelled while running."
         if active.reason == "interrupted":
@@ -489,7 +489,9 @@ def settle_interrupted(app: Flask, journal: Journal) -> list[int]:
         ids = [r.id for r in rows]
         if ids:
             db.session.execute(
-                update(Step).where(Step.build_id.in_(ids), Step.status == "running").values(status="cancelled")
+                update(Step)
+                .where(Step.build_id.in_(ids), Step.status == "running")
+                .values(status="cancelled")
             )
         db.session.commit()
     for row in rows:

@@ -5,11 +5,20 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, redirect, render_template, request, stream_with_context
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+)
 from sqlalchemy import select
 from werkzeug.datastructures import FileStorage
+from werkzeug.wrappers import Response as BaseResponse
 
 from webapp.builds import service
 from webapp.builds.options import (
@@ -22,10 +31,10 @@ from webapp.builds.options import (
     validate_target,
 )
 from webapp.builds.present import build_to_dict, build_urls
-from webapp.errors import BadRequest, NotFound
-from webapp.uploads import HashingFile
+from webapp.errors import BadRequest, Conflict, NotFound
 from webapp.extensions import db
 from webapp.models import Build, BuildEvent
+from webapp.uploads import HashingFile
 
 bp = Blueprint("builds", __name__)
 
@@ -58,7 +67,8 @@ def _upload_from_form() -> service.Upload:
     has_file = file is not None and bool(file.filename or file.content_length)
     has_text = text is not None and bool(text.strip())
     if has_file and has_text:
-        raise BadRequest("Send either a context archive or a pasted Dockerfile, not both.", code="two_contexts")
+        raise BadRequest("Send either a context archive or a pasted Dockerfile, not both.",
+                         code="two_contexts")
     if has_file:
         assert file is not None
         # The page sends a chosen folder as a tar it packed itself; remember it came from a folder.
@@ -106,9 +116,9 @@ def create_build() -> tuple[Response, int]:
         options = _options_from(request.form)
         build = service.submit_build(app, _upload_from_form(), options)
     urls = build_urls(build.id)
-    body = {"id": build.id, "status": build.status, "url": urls["url"], "api_url": urls["api_url"],
-            "ws_url": urls["ws_url"]}
-    return jsonify(body), 202
+    reply = {"id": build.id, "status": build.status, "url": urls["url"], "api_url": urls["api_url"],
+             "ws_url": urls["ws_url"]}
+    return jsonify(reply), 202
 
 
 @bp.get("/api/v1/builds")
@@ -168,8 +178,6 @@ def cancel_build(build_id: int) -> tuple[Response, int]:
         db.session.refresh(build)
         if build.status in ("queued", "running"):
             raise BadRequest("The build could not be cancelled just now; try again.", code="cancel_race")
-        from webapp.errors import Conflict
-
         raise Conflict(f"Build #{build_id} has already ended ({build.status}).", code="already_finished")
     return jsonify({"id": build_id, "status": "cancelling"}), 202
 
@@ -206,5 +214,5 @@ def build_page(build_id: int) -> str:
 
 
 @bp.get("/builds/new")
-def new_build_redirect() -> Response:
-    return redirect("/")  # type: ignore[return-value]
+def new_build_redirect() -> BaseResponse:
+    return redirect("/")

@@ -63,18 +63,18 @@ def build_socket(ws: Any, build_id: int) -> None:
                 if len(batch) < REPLAY_BATCH:
                     break
             while not sub.overflowed:
-                message = sub.get(timeout=1.0)
-                if message is None:
+                live = sub.get(timeout=1.0)
+                if live is None:
                     if not ws.connected:
                         return
                     continue
-                if message["seq"] <= last:
+                if live["seq"] <= last:
                     continue
-                if message["seq"] != last + 1:
+                if live["seq"] != last + 1:
                     break  # a gap can only mean a lost backlog: replay from the database
-                ws.send(json.dumps(message))
-                last = message["seq"]
-                if message["type"] == "end":
+                ws.send(json.dumps(live))
+                last = live["seq"]
+                if live["type"] == "end":
                     return
             sub.drain_overflow()
     except ConnectionClosed:
