@@ -284,3 +284,28 @@ def test_a_raw_archive_body_with_options_in_the_query_string_builds(client: Flas
     assert build["status"] == "succeeded"
     assert build["tag"] == "layerdeck-test/raw:1" and build["options"]["target"] == "one"
     assert "raw body" in client.get(f"/api/v1/builds/{build['id']}/log").get_data(as_text=True)
+
+
+def test_a_script_can_name_a_stored_archive_by_its_digest_instead_of_sending_it(
+    client: FlaskClient, base_image: str
+) -> None:
+    import hashlib
+
+    archive = tar_bytes({"Dockerfile": f"FROM {base_image}\nRUN echo digest-first {id(client)}\n"})
+    digest = hashlib.sha256(archive).hexdigest()
+    unknown = client.post("/api/v1/builds", query_string={"context_digest": f"sha256:{digest}"})
+    assert unknown.status_code == 409
+    assert unknown.get_json()["error"]["code"] == "context_unknown"
+
+    first = build_ok(client, archive)
+    again = client.post("/api/v1/builds", query_string={"context_digest": digest, "tag": "layerdeck-test/dg:1"})
+    assert again.status_code == 202, again.get_json()
+    second = wait_for_build(client, again.get_json()["id"])
+    assert second["status"] == "succeeded" and second["tag"] == "layerdeck-test/dg:1"
+    assert second["context"] == first["context"]
+    assert [s["status"] for s in layer_steps(second)] == ["cached"]
+
+    other_path = client.post("/api/v1/builds", query_string={"context_digest": digest, "dockerfile": "x/Dockerfile"})
+    assert other_path.status_code == 409  # what was checked depends on the Dockerfile path too
+    bad = client.post("/api/v1/builds", query_string={"context_digest": "sha256:xyz"})
+    assert bad.status_code == 400 and bad.get_json()["error"]["code"] == "invalid_digest"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import subprocess
@@ -15,9 +16,19 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from flask import Flask
 
+from tests.helpers import tar_bytes
 from webapp.extensions import db
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def remove_images_of(data_dir: Path) -> None:
+    import docker
+
+    instance = (data_dir / "instance-id").read_text().strip()
+    client = docker.from_env()
+    for image in client.images.list(filters={"label": f"layerdeck.instance={instance}"}):
+        client.images.remove(image.id, force=True)
 
 
 def test_models_and_migrations_agree(app: Flask) -> None:
@@ -27,7 +38,7 @@ def test_models_and_migrations_agree(app: Flask) -> None:
 
 
 @pytest.mark.engine
-def test_layerdeck_serve_migrates_a_fresh_data_dir_and_serves(tmp_path: Path) -> None:
+def test_layerdeck_serve_migrates_a_fresh_data_dir_and_serves(tmp_path: Path, base_image: str) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -52,9 +63,24 @@ def test_layerdeck_serve_migrates_a_fresh_data_dir_and_serves(tmp_path: Path) ->
         assert (tmp_path / "data" / "layerdeck.db").exists()
         home = requests.get(url + "/", timeout=5)
         assert home.status_code == 200 and "Layerdeck" in home.text
+        # A few megabytes through the real server's request body reader arrive intact.
+        blob = os.urandom(3 * 1024**2 + 123)
+        dockerfile = f"FROM {base_image}\nCOPY blob.bin /blob.bin\nRUN md5sum /blob.bin\n"
+        created = requests.post(url + "/api/v1/builds", data=tar_bytes({"Dockerfile": dockerfile, "blob.bin": blob}),
+                                headers={"Content-Type": "application/x-tar"}, timeout=60).json()
+        for _ in range(600):
+            build = requests.get(url + created["api_url"], timeout=5).json()
+            if build["status"] not in ("queued", "running"):
+                break
+            time.sleep(0.1)
+        assert build["status"] == "succeeded", build["error"]
+        assert build["context"]["bytes"] == len(blob) + len(dockerfile)
+        log = requests.get(url + build["log_url"], timeout=5).text
+        assert hashlib.md5(blob).hexdigest() in log
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=30)
+        remove_images_of(tmp_path / "data")
     assert proc.returncode == 0, out.decode()
     assert f"serving on http://127.0.0.1:{port}" in out.decode()
 

@@ -84,8 +84,10 @@ class StoredContext:
 
 def upload_digest(upload: Upload, dockerfile: str) -> str:
     """What identifies an upload: its bytes and the Dockerfile path (the only option packing depends on)."""
-    if upload.archive is not None:
-        content = upload.archive_sha256 or sha256_file(upload.archive)
+    if upload.archive_sha256 is not None:
+        content = upload.archive_sha256
+    elif upload.archive is not None:
+        content = sha256_file(upload.archive)
     else:
         text = (upload.dockerfile_text or "").encode("utf-8", "surrogatepass")
         content = "text:" + hashlib.sha256(text).hexdigest()
@@ -120,6 +122,10 @@ def submit_build(app: Flask, upload: Upload, options: BuildOptions) -> Build:
     earlier = _stored_context(app, digest, limits)
     if earlier is not None:
         return _record_build(app, options, dockerfile, earlier)
+    if upload.archive is None and upload.dockerfile_text is None:
+        raise Conflict(
+            "Layerdeck has no stored context with that digest (for this Dockerfile path); "
+            "send the archive itself.", code="context_unknown")
     tmp = data_path(app, "tmp", f"context-{uuid.uuid4().hex}.tar")
     try:
         if upload.archive is not None:
