@@ -69,42 +69,61 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from webapp import health
     from webapp.builds import views as build_views
     from webapp.builds import ws as build_ws
+    from webapp.runs import views as run_views
+    from webapp.runs import ws as run_ws
 
     app.register_blueprint(build_views.bp)
     app.register_blueprint(build_ws.bp)
+    app.register_blueprint(run_views.bp)
+    app.register_blueprint(run_ws.bp)
     app.register_blueprint(health.bp)
     _register_error_handlers(app)
     _register_context(app)
 
-    from webapp.builds.broadcast import Hub
-    from webapp.builds.journal import Journal
+    from webapp.broadcast import Hub
+    from webapp.builds.journal import BuildJournal
     from webapp.builds.service import BuildRunner
     from webapp.engine import Engine
 
     hub = Hub()
-    journal = Journal(app, hub, app.config["LOG_CAP"])
+    journal = BuildJournal(app, hub, app.config["LOG_CAP"])
     engine = Engine()
     runner = BuildRunner(app, engine, journal)
     app.extensions["layerdeck.hub"] = hub
     app.extensions["layerdeck.journal"] = journal
     app.extensions["layerdeck.engine"] = engine
     app.extensions["layerdeck.runner"] = runner
+
+    from webapp.runs.journal import RunJournal
+    from webapp.runs.service import RunManager
+
+    run_hub = Hub()
+    app.extensions["layerdeck.run_hub"] = run_hub
+    app.extensions["layerdeck.runs"] = RunManager(app, engine, RunJournal(app, run_hub, app.config["LOG_CAP"]))
     return app
 
 
 def start_background(app: Flask) -> None:
-    """Settle builds a previous process left behind, then start the build workers."""
+    """Settle builds a previous process left behind, start the build workers, and follow the logs of
+    containers still running."""
     from webapp.builds.service import settle_interrupted
 
     runner = app.extensions["layerdeck.runner"]
     journal = app.extensions["layerdeck.journal"]
+    runs = app.extensions["layerdeck.runs"]
     settle_interrupted(app, journal)
     journal.sync()
     runner.start()
+    try:
+        runs.resume()
+    except Exception:  # an engine that is down now: statuses are settled when runs are next read
+        logging.getLogger("webapp").warning("could not resume following container logs", exc_info=True)
 
     def shutdown() -> None:
         runner.stop()
+        runs.stop()
         journal.stop()
+        runs.journal.stop()
 
     atexit.register(shutdown)
     app.extensions["layerdeck.shutdown"] = shutdown
@@ -126,14 +145,14 @@ def _wants_json() -> bool:
 
 
 def _register_error_handlers(app: Flask) -> None:
-    def respond(status: int, code: str, message: str) -> Any:
+    def respond(status: int, code: str, message: str, extra: dict[str, Any] | None = None) -> Any:
         if _wants_json():
-            return jsonify({"error": {"code": code, "message": message}}), status
+            return jsonify({"error": {"code": code, "message": message, **(extra or {})}}), status
         return render_template("error.html", status=status, message=message, code=code), status
 
     @app.errorhandler(LayerdeckError)
     def _layerdeck_error(exc: LayerdeckError) -> Any:
-        return respond(exc.status, exc.code, exc.message)
+        return respond(exc.status, exc.code, exc.message, exc.extra)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Any:

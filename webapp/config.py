@@ -51,6 +51,23 @@ def parse_builder(text: str) -> str:
     return value
 
 
+def parse_port_range(text: str) -> tuple[int, int]:
+    try:
+        low, high = (int(part) for part in text.strip().split("-"))
+    except ValueError:
+        raise ValueError("expected a range such as 20000-20999") from None
+    if not 1024 <= low <= high <= 65535:
+        raise ValueError("expected a range within 1024-65535, low to high")
+    return low, high
+
+
+def parse_cpus(text: str) -> float:
+    value = float(text.strip())
+    if not 0 < value <= 1024:
+        raise ValueError("expected a number of CPUs above 0, such as 0.5 or 2")
+    return value
+
+
 def parse_seconds(text: str) -> float:
     value = float(text.strip())
     if value <= 0:
@@ -93,6 +110,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DEFAULT_BUILDER", "auto", parse_builder,
             "Builder used when a request names none: `auto` (BuildKit where the engine has it, else "
             "classic), `buildkit` or `classic`."),
+    Setting("RUN_PORTS", "20000-20999", parse_port_range,
+            "Host ports containers may publish on; ports left to Layerdeck are chosen from this range."),
+    Setting("RUN_ADDRESS", "127.0.0.1", str.strip,
+            "Host address containers' ports are published on; `0.0.0.0` exposes them to the network."),
+    Setting("RUN_MEMORY", "512M", parse_size, "Memory limit of every container Layerdeck runs."),
+    Setting("RUN_CPUS", "1", parse_cpus, "CPU limit of every container Layerdeck runs."),
+    Setting("RUN_PIDS", "256", parse_positive_int, "Most processes a container Layerdeck runs may have."),
     Setting("WS_PING_INTERVAL", "20", parse_seconds,
             "Seconds between keep-alive pings on idle websockets, so proxies keep them open."),
 )

@@ -201,16 +201,154 @@ class Engine:
         self._buildkit = (time.monotonic(), supported)
         return supported
 
-    def image_exists(self, ref: str) -> bool:
-        try:
-            self.client().inspect_image(ref)
-        except docker.errors.NotFound:
-            return False
-        return True
+    # --- containers ------------------------------------------------------------------------------------
 
-    def remove_image(self, ref: str) -> None:
+    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """An engine call; NotFound passes through, a dead engine becomes EngineUnavailable, any other
+        refusal EngineError with the engine's own explanation."""
+        try:
+            return fn(*args, **kwargs)
+        except docker.errors.NotFound:
+            raise
+        except docker.errors.APIError as exc:
+            raise EngineError(str(exc.explanation or exc)) from exc
+        except (docker.errors.DockerException, requests.RequestException) as exc:
+            self._forget()
+            raise EngineUnavailable(describe_unreachable(exc)) from exc
+
+    def inspect_image(self, ref: str) -> dict[str, Any] | None:
+        try:
+            info: dict[str, Any] = self._call(self.client().inspect_image, ref)
+        except docker.errors.NotFound:
+            return None
+        return info
+
+    def run_container(self, spec: ContainerSpec) -> str:
+        """Create and start a container from settings the server chose; a container that cannot start is
+        removed before the error is raised, so none is ever left behind."""
+        api = self.client()
+        host_config = api.create_host_config(
+            port_bindings={f"{p.container_port}/{p.protocol}": (spec.address, p.host_port) for p in spec.ports},
+            privileged=False,
+            cap_add=None,
+            security_opt=["no-new-privileges"],
+            network_mode="bridge",
+            mem_limit=spec.memory,
+            nano_cpus=int(spec.cpus * 1e9),
+            pids_limit=spec.pids,
+            log_config=docker.types.LogConfig(type="json-file", config={"max-size": "10m", "max-file": "3"}),
+        )
+        created = self._call(
+            api.create_container, spec.image, command=spec.command, environment=dict(spec.env), name=spec.name,
+            labels=dict(spec.labels), ports=[(p.container_port, p.protocol) for p in spec.ports],
+            host_config=host_config, detach=True, tty=False, stdin_open=False,
+        )
+        container_id = str(created["Id"])
+        try:
+            self._call(api.start, container_id)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                api.remove_container(container_id, force=True)
+            raise
+        return container_id
+
+    def inspect_container(self, container_id: str) -> dict[str, Any] | None:
+        try:
+            info: dict[str, Any] = self._call(self.client().inspect_container, container_id)
+        except docker.errors.NotFound:
+            return None
+        return info
+
+    def containers(self, label: str) -> list[dict[str, Any]]:
+        """Every container, running or not, carrying `label` (key=value)."""
+        found: list[dict[str, Any]] = self._call(self.client().containers, all=True, filters={"label": label})
+        return found
+
+    def published_ports(self) -> set[int]:
+        """Host ports any container on the engine publishes (ours or not)."""
+        taken: set[int] = set()
+        for container in self._call(self.client().containers):
+            for port in container.get("Ports") or []:
+                if port.get("PublicPort"):
+                    taken.add(int(port["PublicPort"]))
+        return taken
+
+    def stop_container(self, container_id: str, timeout: int = 10) -> None:
+        self._call(self.client().stop, container_id, timeout=timeout)
+
+    def restart_container(self, container_id: str, timeout: int = 10) -> None:
+        self._call(self.client().restart, container_id, timeout=timeout)
+
+    def remove_container(self, container_id: str) -> None:
         with contextlib.suppress(docker.errors.NotFound):
-            self.client().remove_image(ref, force=True)
+            self._call(self.client().remove_container, container_id, force=True)
+
+    def container_logs(self, container_id: str, *, since: float | None, tail: int | None) -> LogStream:
+        """Follow a container's log: (stream, engine timestamp, raw bytes) frames until it stops."""
+        api = self.client()
+        params: dict[str, Any] = {"follow": 1, "stdout": 1, "stderr": 1, "timestamps": 1}
+        if since is not None:
+            params["since"] = f"{since:.9f}"
+        if tail is not None:
+            params["tail"] = str(tail)
+        response = self._call(api._get, api._url("/containers/{0}/logs", container_id), params=params,
+                              stream=True, timeout=None)
+        if response.status_code == 404:
+            response.close()
+            raise docker.errors.NotFound(f"no container {container_id}")
+        if response.status_code >= 400:
+            message = _error_message(response)
+            response.close()
+            raise EngineError(message)
+        return LogStream(response)
+
+
+@dataclass(frozen=True)
+class PortSpec:
+    container_port: int
+    protocol: str
+    host_port: int
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """All a container gets. Nothing here comes from the user but the image, name, command, environment
+    and ports; the rest is the server's policy (docs/API.md, SECURITY)."""
+
+    image: str
+    name: str | None
+    command: list[str] | None
+    env: Mapping[str, str]
+    ports: tuple[PortSpec, ...]
+    address: str
+    labels: Mapping[str, str]
+    memory: int
+    cpus: float
+    pids: int
+
+
+class LogStream:
+    """A container's multiplexed log stream: iterate for (stream name, payload bytes); close() to stop."""
+
+    def __init__(self, response: requests.Response) -> None:
+        self._response = response
+        self._socket = _response_socket(response)
+
+    def __iter__(self) -> Iterator[tuple[str, bytes]]:
+        raw = self._response.raw
+        while True:
+            header = raw.read(8)
+            if len(header) < 8:
+                return
+            size = int.from_bytes(header[4:8], "big")
+            payload = raw.read(size)
+            yield ("stderr" if header[0] == 2 else "stdout"), payload
+
+    def close(self) -> None:
+        if self._socket is not None:
+            with contextlib.suppress(OSError):
+                self._socket.shutdown(socket.SHUT_RDWR)
+        self._response.close()
 
 
 def _error_message(response: requests.Response) -> str:

@@ -12,13 +12,14 @@ class LayerdeckError(Exception):
     def __init__(self, message: str, *, code: str | None = None, status: int | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.extra: dict[str, object] = {}  # more fields for the JSON error object (e.g. suggested_port)
         if code is not None:
             self.code = code
         if status is not None:
             self.status = status
 
-    def to_dict(self) -> dict[str, dict[str, str]]:
-        return {"error": {"code": self.code, "message": self.message}}
+    def to_dict(self) -> dict[str, dict[str, object]]:
+        return {"error": {"code": self.code, "message": self.message, **self.extra}}
 
 
 class BadRequest(LayerdeckError):

@@ -124,3 +124,50 @@ class BuildEvent(db.Model):  # type: ignore[name-defined]
     def message(self) -> dict[str, Any]:
         loaded: dict[str, Any] = json.loads(self.data)
         return loaded
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    EXITED = "exited"
+    STOPPED = "stopped"
+    REMOVED = "removed"
+    GONE = "gone"
+    FAILED = "failed"
+
+
+class Run(db.Model):  # type: ignore[name-defined]
+    """A container Layerdeck started; the row (and its log) outlives the container."""
+
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    build_id: Mapped[int | None] = mapped_column(ForeignKey("builds.id"), index=True)
+    image: Mapped[str] = mapped_column(String(255))  # the image id the container was made from
+    image_ref: Mapped[str] = mapped_column(String(255))  # what the user asked for: a tag, or the id
+    name: Mapped[str | None] = mapped_column(String(128))
+    container_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(16), default=RunStatus.RUNNING)
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    ports: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of published ports
+    env: Mapped[str] = mapped_column(Text, default="{}")
+    command: Mapped[str | None] = mapped_column(Text)  # JSON list, or NULL for the image's CMD
+    created_at: Mapped[float] = mapped_column(Float)
+    started_at: Mapped[float | None] = mapped_column(Float)
+    finished_at: Mapped[float | None] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_from: Mapped[str | None] = mapped_column(String(64))  # the address that asked for it
+    log_bytes: Mapped[int] = mapped_column(Integer, default=0)
+    log_truncated: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class RunEvent(db.Model):  # type: ignore[name-defined]
+    """One websocket message of a run's log, exactly as sent."""
+
+    __tablename__ = "run_events"
+    __table_args__ = (UniqueConstraint("run_id", "seq", name="uq_run_events_run_seq"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(Integer)
+    type: Mapped[str] = mapped_column(String(8))
+    data: Mapped[str] = mapped_column(Text)

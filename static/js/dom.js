@@ -76,21 +76,23 @@ export async function copyText(text) {
 
 /**
  * Read an error out of an API answer: {"error": {"code", "message"}}, or a sensible sentence when
- * the body is not our JSON (a proxy's 413 page, a 502, …).
+ * the body is not our JSON (a proxy's 413 page, a 502, …). `detail` is the whole error object.
  */
 export function parseApiError(status, bodyText, fallbacks = {}) {
   let code = `http_${status}`;
   let message = null;
+  let detail = {};
   try {
     const body = JSON.parse(bodyText);
     if (body && body.error) {
       code = body.error.code || code;
       message = body.error.message || null;
+      detail = body.error; // any further fields, e.g. port_taken's suggested_port
     }
   } catch {
     // not JSON
   }
-  return { code, status, message: message || fallbacks[status] || defaultMessage(status) };
+  return { code, status, message: message || fallbacks[status] || defaultMessage(status), detail };
 }
 
 /** parseApiError for a fetch() Response. */

@@ -24,7 +24,7 @@ from sqlalchemy import select, update
 from webapp.builds import context
 from webapp.builds.buildkit import BuildKitParser, dockerfile_stages
 from webapp.builds.compat import check_dockerfile, explain_engine_error
-from webapp.builds.journal import Journal
+from webapp.builds.journal import BuildJournal
 from webapp.builds.options import BuildOptions
 from webapp.builds.present import build_to_dict
 from webapp.builds.steps import (
@@ -283,7 +283,7 @@ class _Active:
 class BuildRunner:
     """A bounded pool of worker threads; each claims queued builds and streams them through the engine."""
 
-    def __init__(self, app: Flask, engine: Engine, journal: Journal) -> None:
+    def __init__(self, app: Flask, engine: Engine, journal: BuildJournal) -> None:
         self.app = app
         self.engine = engine
         self.journal = journal
@@ -485,7 +485,7 @@ class BuildRunner:
                 })
 
 
-def settle_interrupted(app: Flask, journal: Journal) -> list[int]:
+def settle_interrupted(app: Flask, journal: BuildJournal) -> list[int]:
     """At start-up: builds a dead process left running or queued become `interrupted`, logs kept."""
     with app.app_context():
         begin_write()

@@ -34,7 +34,7 @@ from webapp.builds.options import (
 from webapp.builds.present import build_to_dict, build_urls
 from webapp.errors import BadRequest, Conflict, NotFound
 from webapp.extensions import db
-from webapp.models import Build, BuildEvent
+from webapp.models import Build, BuildEvent, Run
 from webapp.uploads import HashingFile
 
 bp = Blueprint("builds", __name__)
@@ -42,7 +42,7 @@ bp = Blueprint("builds", __name__)
 PAGE_SIZE = 50
 
 
-def _get_build(build_id: int) -> Build:
+def find_build(build_id: int) -> Build:
     build = db.session.get(Build, build_id)
     if build is None:
         raise NotFound(f"There is no build #{build_id}.", code="no_such_build")
@@ -161,12 +161,12 @@ def _page() -> tuple[list[Build], int | None]:
 
 @bp.get("/api/v1/builds/<int:build_id>")
 def get_build(build_id: int) -> Response:
-    return jsonify(build_to_dict(_get_build(build_id)))
+    return jsonify(build_to_dict(find_build(build_id)))
 
 
 @bp.get("/api/v1/builds/<int:build_id>/log")
 def get_log(build_id: int) -> Response:
-    _get_build(build_id)
+    find_build(build_id)
 
     def lines() -> Iterator[str]:
         rows = db.session.scalars(
@@ -190,7 +190,7 @@ def rebuild_build(build_id: int) -> tuple[Response, int]:
 
 @bp.post("/api/v1/builds/<int:build_id>/cancel")
 def cancel_build(build_id: int) -> tuple[Response, int]:
-    build = _get_build(build_id)
+    build = find_build(build_id)
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     if not service.cancel_queued(app, build_id) and not app.extensions["layerdeck.runner"].cancel(build_id):
         db.session.refresh(build)
@@ -228,7 +228,11 @@ def history() -> str:
 
 @bp.get("/builds/<int:build_id>")
 def build_page(build_id: int) -> str:
-    return render_template("build.html", build=build_to_dict(_get_build(build_id)))
+    from webapp.runs.views import runs_to_dicts  # runs build on builds, not the other way round
+
+    build = find_build(build_id)
+    runs = list(db.session.scalars(select(Run).where(Run.build_id == build_id).order_by(Run.id.desc()).limit(10)))
+    return render_template("build.html", build=build_to_dict(build), runs=runs_to_dicts(runs))
 
 
 @bp.get("/builds/new")

@@ -15,7 +15,7 @@ from flask import Blueprint, current_app, request
 from simple_websocket import ConnectionClosed
 from sqlalchemy import select
 
-from webapp.builds.broadcast import Hub
+from webapp.broadcast import Hub
 from webapp.extensions import db, sock
 from webapp.models import Build, BuildEvent
 

@@ -1,0 +1,207 @@
+"""The journal: the one writer of websocket messages (builds' and runs' alike).
+
+Producers (build workers, container log followers) emit log, status and end messages; one thread writes
+them to SQLite in batches (one `BEGIN IMMEDIATE` transaction for whatever has arrived since the last
+commit), gives each its `seq`, and only after the commit publishes them to live viewers. Batching is
+natural, not timed: while one batch commits, the next one gathers, so a quiet producer gets each line
+out at once and a chatty one gets large batches. Log bytes are capped here, so every path into a log
+obeys the cap. Subclasses say which rows own the messages and how a status message looks.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from flask import Flask
+from sqlalchemy import func, insert, select
+
+from webapp.broadcast import Hub
+from webapp.db import begin_write
+from webapp.extensions import db
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 2000
+
+Add = Callable[[Any, str, dict[str, Any]], None]
+
+
+@dataclass
+class _Item:
+    owner_id: int
+    kind: str  # log | status | end | sync, or a subclass's own (step)
+    data: dict[str, Any] = field(default_factory=dict)
+    done: threading.Event | None = None
+
+
+@dataclass
+class _State:
+    seq: int
+    log_bytes: int
+    truncated: bool
+
+
+class Journal:
+    owner_model: ClassVar[Any]  # Build or Run: has id, log_bytes, log_truncated
+    event_model: ClassVar[Any]  # BuildEvent or RunEvent: owner fk, seq, type, data
+    owner_key: ClassVar[str]  # the event's foreign key column: build_id | run_id
+    what: ClassVar[str]  # "build" | "run", for messages
+
+    def __init__(self, app: Flask, hub: Hub, log_cap: int) -> None:
+        self._app = app
+        self._hub = hub
+        self._log_cap = log_cap
+        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        self._states: dict[int, _State] = {}
+        self._thread = threading.Thread(target=self._run, name=f"layerdeck-{self.what}-journal", daemon=True)
+        self._thread.start()
+
+    # --- emitting (any thread) -------------------------------------------------------------------------
+
+    def status(self, owner_id: int, **changes: Any) -> None:
+        """Apply changes to the owner's row (possibly none) and send it as it then is."""
+        self._queue.put(_Item(owner_id, "status", changes))
+
+    def end(self, owner_id: int) -> None:
+        self._queue.put(_Item(owner_id, "end"))
+
+    def sync(self, timeout: float = 30) -> None:
+        """Wait until everything emitted before this call is committed and published."""
+        done = threading.Event()
+        self._queue.put(_Item(0, "sync", done=done))
+        if not done.wait(timeout):
+            raise TimeoutError(f"the {self.what} journal did not catch up")
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=10)
+
+    def _put_log(self, owner_id: int, data: dict[str, Any]) -> None:
+        self._queue.put(_Item(owner_id, "log", data))
+
+    # --- what subclasses decide ------------------------------------------------------------------------
+
+    def snapshot(self, owner: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def end_message(self, owner: Any) -> dict[str, Any]:
+        return {"status": owner.status}
+
+    def truncation(self, data: dict[str, Any]) -> dict[str, Any]:
+        """The log line that says the cap was reached, shaped like `data`."""
+        raise NotImplementedError
+
+    def handle(self, owner: Any, item: _Item, add: Add) -> None:
+        """Messages of a kind the base does not know."""
+        raise ValueError(f"unknown {self.what} message kind {item.kind!r}")
+
+    # --- writing (the journal thread) ----------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            items = [first]
+            stopping = False
+            while len(items) < MAX_BATCH:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stopping = True
+                    break
+                items.append(nxt)
+            try:
+                with self._app.app_context():
+                    self._write(items)
+            except Exception:  # the journal must outlive one bad batch
+                log.exception("could not write %d %s events", len(items), self.what)
+                self._states.clear()
+            finally:
+                for item in items:
+                    if item.done is not None:
+                        item.done.set()
+            if stopping:
+                return
+
+    def _state(self, owner: Any) -> _State:
+        state = self._states.get(owner.id)
+        if state is None:
+            event = self.event_model
+            last = db.session.scalar(select(func.max(event.seq)).where(getattr(event, self.owner_key) == owner.id))
+            state = _State(int(last or 0), owner.log_bytes, owner.log_truncated)
+            self._states[owner.id] = state
+        return state
+
+    def _write(self, items: list[_Item]) -> None:
+        session = db.session
+        begin_write()
+        rows: list[dict[str, Any]] = []
+        published: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        owners: dict[int, Any] = {}
+        ended: list[int] = []
+
+        def add(owner: Any, kind: str, data: dict[str, Any]) -> None:
+            state = self._state(owner)
+            state.seq += 1
+            message = {"type": kind, "seq": state.seq, **data}
+            rows.append({self.owner_key: owner.id, "seq": state.seq, "type": kind, "data": json.dumps(message)})
+            published[owner.id].append(message)
+
+        for item in items:
+            if item.kind == "sync":
+                continue
+            owner = owners.get(item.owner_id) or session.get(self.owner_model, item.owner_id)
+            if owner is None:
+                log.warning("event for unknown %s %s dropped", self.what, item.owner_id)
+                continue
+            owners[owner.id] = owner
+            if item.kind == "log":
+                self._add_log(owner, item.data, add)
+            elif item.kind == "status":
+                for key, value in item.data.items():
+                    setattr(owner, key, value)
+                session.flush()
+                add(owner, "status", {self.what: self.snapshot(owner)})
+            elif item.kind == "end":
+                add(owner, "end", self.end_message(owner))
+                ended.append(owner.id)
+            else:
+                self.handle(owner, item, add)
+        for owner in owners.values():
+            state = self._states.get(owner.id)
+            if state is not None:
+                owner.log_bytes = state.log_bytes
+                owner.log_truncated = state.truncated
+        if rows:
+            session.execute(insert(self.event_model), rows)
+        session.commit()
+        for owner_id, messages in published.items():
+            self._hub.publish(owner_id, messages)
+        for owner_id in ended:
+            self._states.pop(owner_id, None)
+
+    def _add_log(self, owner: Any, data: dict[str, Any], add: Add) -> None:
+        state = self._state(owner)
+        if state.truncated:
+            return
+        size = len(data["text"].encode("utf-8", "replace")) + 1
+        if state.log_bytes + size > self._log_cap:
+            state.truncated = True
+            add(owner, "log", self.truncation(data))
+            return
+        state.log_bytes += size
+        add(owner, "log", data)
+
+
+def truncation_notice(cap: int, goes_on: str) -> str:
+    return f"[layerdeck] The log passed its cap of {cap / 1024**2:g} MiB; later lines are not stored. {goes_on}"
