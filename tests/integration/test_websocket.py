@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -147,3 +148,14 @@ def test_idle_sockets_get_keep_alive_pings(make_app: Any, base_image: str) -> No
     finally:
         server.shutdown()
         thread.join(timeout=5)
+
+
+def test_resuming_after_a_finished_builds_end_closes_at_once(
+    app: Flask, client: FlaskClient, live_server: str, base_image: str
+) -> None:
+    build_id = submit(client, tar_bytes({"Dockerfile": f"FROM {base_image}\nRUN echo {id(app)}\n"})).get_json()["id"]
+    wait_for_build(client, build_id)
+    everything = stored(app, build_id)
+    started = time.monotonic()
+    assert read_all(ws_url(live_server, build_id, after=everything[-1]["seq"]), timeout=10) == []
+    assert time.monotonic() - started < 3

@@ -35,12 +35,10 @@ from webapp.builds.present import build_to_dict, build_urls
 from webapp.errors import BadRequest, Conflict, NotFound
 from webapp.extensions import db
 from webapp.models import Build, BuildEvent, Run
+from webapp.paging import newest_first
 from webapp.uploads import HashingFile
 
 bp = Blueprint("builds", __name__)
-
-PAGE_SIZE = 50
-
 
 def find_build(build_id: int) -> Build:
     build = db.session.get(Build, build_id)
@@ -141,22 +139,8 @@ def create_build() -> tuple[Response, int]:
 
 @bp.get("/api/v1/builds")
 def list_builds() -> Response:
-    builds, next_before = _page()
+    builds, next_before = newest_first(Build)
     return jsonify({"builds": [build_to_dict(b, steps=False) for b in builds], "next_before": next_before})
-
-
-def _page() -> tuple[list[Build], int | None]:
-    try:
-        limit = min(max(int(request.args.get("limit", PAGE_SIZE)), 1), 500)
-        before = int(request.args["before"]) if request.args.get("before") else None
-    except ValueError:
-        raise BadRequest("limit and before must be whole numbers.", code="invalid_query") from None
-    query = select(Build).order_by(Build.id.desc()).limit(limit + 1)
-    if before is not None:
-        query = query.where(Build.id < before)
-    builds = list(db.session.scalars(query))
-    next_before = builds[limit - 1].id if len(builds) > limit else None
-    return builds[:limit], next_before
 
 
 @bp.get("/api/v1/builds/<int:build_id>")
@@ -221,7 +205,7 @@ def index() -> str:
 
 @bp.get("/builds")
 def history() -> str:
-    builds, next_before = _page()
+    builds, next_before = newest_first(Build)
     return render_template("history.html", builds=[build_to_dict(b, steps=False) for b in builds],
                            next_before=next_before)
 

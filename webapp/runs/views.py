@@ -12,13 +12,11 @@ from webapp.builds.views import find_build
 from webapp.errors import BadRequest
 from webapp.extensions import db
 from webapp.models import Build, Run
+from webapp.paging import newest_first
 from webapp.runs import service
 from webapp.runs.present import run_to_dict
 
 bp = Blueprint("runs", __name__)
-
-PAGE_SIZE = 50
-
 
 def _app() -> Flask:
     return current_app._get_current_object()  # type: ignore[attr-defined,no-any-return]
@@ -35,20 +33,6 @@ def runs_to_dicts(runs: list[Run]) -> list[dict[str, Any]]:
     return [run_to_dict(r, tag=tags.get(r.build_id) if r.build_id else None) for r in runs]
 
 
-def _page() -> tuple[list[Run], int | None]:
-    try:
-        limit = min(max(int(request.args.get("limit", PAGE_SIZE)), 1), 500)
-        before = int(request.args["before"]) if request.args.get("before") else None
-    except ValueError:
-        raise BadRequest("limit and before must be whole numbers.", code="invalid_query") from None
-    query = select(Run).order_by(Run.id.desc()).limit(limit + 1)
-    if before is not None:
-        query = query.where(Run.id < before)
-    runs = list(db.session.scalars(query))
-    next_before = runs[limit - 1].id if len(runs) > limit else None
-    return runs[:limit], next_before
-
-
 @bp.post("/api/v1/runs")
 def create_run() -> tuple[Response, int]:
     body = request.get_json(silent=True)
@@ -61,7 +45,7 @@ def create_run() -> tuple[Response, int]:
 
 @bp.get("/api/v1/runs")
 def list_runs() -> Response:
-    runs, next_before = _page()
+    runs, next_before = newest_first(Run)
     return jsonify({"runs": runs_to_dicts(runs), "next_before": next_before})
 
 
@@ -108,7 +92,7 @@ def run_defaults(build_id: int) -> Response:
 
 @bp.get("/runs")
 def runs_page() -> str:
-    runs, next_before = _page()
+    runs, next_before = newest_first(Run)
     return render_template("runs.html", runs=runs_to_dicts(runs), next_before=next_before)
 
 

@@ -1,0 +1,75 @@
+"""One websocket loop for every log a page follows (a build's, a container's).
+
+The order is what makes it gapless: subscribe to live messages first, replay what the database holds,
+then forward live messages, skipping any seq already sent. Messages reach the hub only after they are
+committed, so whatever is published before the replay's read is in the replay, and whatever comes after
+is in the queue. A viewer whose live backlog overflowed, or who sees a gap, replays from the database.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from simple_websocket import ConnectionClosed
+from sqlalchemy import select
+
+from webapp.broadcast import Hub
+from webapp.extensions import db
+
+REPLAY_BATCH = 2000
+
+
+def stored_messages(event_model: Any, owner_column: Any, owner_id: int, after: int,
+                    limit: int) -> list[dict[str, Any]]:
+    """An owner's stored messages after seq `after`, oldest first."""
+    rows = db.session.scalars(
+        select(event_model.data).where(owner_column == owner_id, event_model.seq > after)
+        .order_by(event_model.seq).limit(limit)
+    ).all()
+    db.session.rollback()  # end the read transaction: a websocket lives long, a snapshot must not
+    return [json.loads(r) for r in rows]
+
+
+def send_messages(ws: Any, hub: Hub, key: int, *, after: int, replay: Callable[[int, int], list[dict[str, Any]]],
+                  over: Callable[[], bool]) -> None:
+    """Send messages after `after` until an `end` when `over()` says nothing more will come (a restarted
+    container goes on after its `end`), or until the viewer leaves.
+
+    replay(after, limit) reads stored messages; over() asks whether the owner has finished."""
+    sub = hub.subscribe(key)
+    last, last_type = after, None
+    try:
+        while True:
+            while True:
+                batch = replay(last, REPLAY_BATCH)
+                for message in batch:
+                    ws.send(json.dumps(message))
+                    last, last_type = message["seq"], message["type"]
+                if len(batch) < REPLAY_BATCH:
+                    break
+            if last_type is None and last > 0:  # resumed with ?after: what was the last message it saw?
+                seen = replay(last - 1, 1)
+                last_type = seen[0]["type"] if seen else None
+            if last_type == "end" and over():
+                return
+            while not sub.overflowed:
+                live = sub.get(timeout=1.0)
+                if live is None:
+                    if not ws.connected:
+                        return
+                    continue
+                if live["seq"] <= last:
+                    continue
+                if live["seq"] != last + 1:
+                    break  # a gap can only mean a lost backlog: replay from the database
+                ws.send(json.dumps(live))
+                last, last_type = live["seq"], live["type"]
+                if last_type == "end" and over():
+                    return
+            sub.drain_overflow()
+    except ConnectionClosed:
+        pass
+    finally:
+        hub.unsubscribe(sub)
