@@ -239,3 +239,43 @@ def test_bad_run_requests_get_a_sentence(client: FlaskClient, web_build: dict[st
         assert 400 <= response.status_code < 500, body
         assert words in response.get_json()["error"]["message"], (body, response.get_json())
     assert client.get("/api/v1/runs").get_json()["runs"] == []
+
+
+def test_after_a_layerdeck_restart_the_log_of_a_still_running_container_goes_on(
+    app: Flask, client: FlaskClient, web_build: dict[str, Any], make_app: Any
+) -> None:
+    from webapp import start_background
+
+    run = start(client, build_id=web_build["id"], ports=[{"container_port": 8080, "host_port": None}]).get_json()
+    page = run["ports"][0]["url"]
+    get_page(page + "/index.html")
+    deadline = time.monotonic() + 10
+    while not _log_has(app, run["id"], "url:/index.html"):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    app.extensions["layerdeck.shutdown"]()  # Layerdeck goes away; the container does not
+
+    again = make_app(start=False, DATA_DIR=app.config["DATA_DIR"], DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"])
+    start_background(again)  # what the next `layerdeck serve` does
+    assert again.test_client().get(f"/api/v1/runs/{run['id']}").get_json()["status"] == "running"
+    get_page(page + "/after-restart.html")
+    deadline = time.monotonic() + 10
+    while not _log_has(again, run["id"], "url:/after-restart.html"):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    lines = _log_lines(again, run["id"])
+    assert lines.count("url:/index.html") == 1  # picked up where it left off: nothing twice
+
+
+def _log_lines(app: Flask, run_id: int) -> list[str]:
+    from webapp.extensions import db
+    from webapp.models import RunEvent
+
+    app.extensions["layerdeck.runs"].journal.sync()
+    with app.app_context():
+        rows = db.session.scalars(db.select(RunEvent.data).where(RunEvent.run_id == run_id, RunEvent.type == "log"))
+        return [json.loads(r)["text"].split(": ", 1)[-1] for r in rows]
+
+
+def _log_has(app: Flask, run_id: int, text: str) -> bool:
+    return text in _log_lines(app, run_id)
