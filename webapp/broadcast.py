@@ -70,7 +70,3 @@ class Hub:
         for sub in subs:
             for message in messages:
                 sub.put(message)
-
-    def viewers(self, build_id: int) -> int:
-        with self._lock:
-            return len(self._subs.get(build_id, ()))

@@ -59,18 +59,12 @@ class BuildStream:
     def __init__(self, response: requests.Response, chunks: Iterator[bytes]) -> None:
         self._response = response
         self._chunks = chunks
-        self._closed = threading.Event()
         self._socket = _response_socket(response)
 
     def __iter__(self) -> Iterator[bytes]:
         return self._chunks
 
-    @property
-    def closed(self) -> bool:
-        return self._closed.is_set()
-
     def close(self) -> None:
-        self._closed.set()
         # Closing the response alone does not wake a thread blocked reading it (a RUN step that prints
         # nothing for a minute); shutting the socket down does, and the engine sees the client go away,
         # which is how either builder is cancelled.

@@ -25,10 +25,6 @@ class BuildStatus(StrEnum):
     INTERRUPTED = "interrupted"
     TIMED_OUT = "timed_out"
 
-    @property
-    def finished(self) -> bool:
-        return self not in (BuildStatus.QUEUED, BuildStatus.RUNNING)
-
 
 def iso(ts: float | None) -> str | None:
     if ts is None:

@@ -799,10 +799,6 @@ def _special(name: str, kind: str) -> BadRequest:
 _ONLY_FILES_AND_DIRECTORIES = "only regular files and directories are accepted."
 
 
-def _sparse_file(name: str) -> BadRequest:
-    return _special(name, "a sparse file")
-
-
 def _file_and_directory(name: str) -> BadRequest:
     return BadRequest(
         f"The upload contains {_show(name)} both as a file and as a directory.", code="duplicate_member"
