@@ -32,7 +32,29 @@ def web_build(client: FlaskClient, base_image: str) -> dict[str, Any]:
 
 
 def start(client: FlaskClient, **body: Any) -> Any:
-    return client.post("/api/v1/runs", data=json.dumps(body), content_type="application/json")
+    """Ask for a run; every container Layerdeck starts in these tests is inspected for the policy."""
+    response = client.post("/api/v1/runs", data=json.dumps(body), content_type="application/json")
+    if response.status_code == 201:
+        assert_policy(client.application, response.get_json())
+    return response
+
+
+def assert_policy(app: Flask, run: dict[str, Any]) -> None:
+    """What the engine actually made (docker inspect), not what the code meant to send."""
+    inspected = docker.from_env().api.inspect_container(run["container_id"])
+    host = inspected["HostConfig"]
+    assert host["Privileged"] is False
+    assert not host["CapAdd"]
+    assert "no-new-privileges" in host["SecurityOpt"]
+    assert not host["Binds"] and not inspected["Mounts"] and not host.get("Devices") and not host.get("VolumesFrom")
+    assert host["NetworkMode"] == "bridge" and host["PidMode"] == "" and host["IpcMode"] in ("", "private")
+    assert host["Memory"] == app.config["RUN_MEMORY"] and host["PidsLimit"] == app.config["RUN_PIDS"]
+    assert host["NanoCpus"] == int(app.config["RUN_CPUS"] * 1e9)
+    assert host["LogConfig"] == {"Type": "json-file", "Config": {"max-file": "3", "max-size": "10m"}}
+    for bindings in (host["PortBindings"] or {}).values():
+        assert all(b["HostIp"] == app.config["RUN_ADDRESS"] for b in bindings)
+    labels = inspected["Config"]["Labels"]
+    assert labels["layerdeck.run"] == str(run["id"]) and labels["layerdeck.instance"] == app.config["INSTANCE_ID"]
 
 
 def get_page(url: str, timeout: float = 20) -> str:
@@ -72,18 +94,9 @@ def test_a_run_with_an_automatic_port_serves_http_and_the_container_obeys_the_po
     assert low <= port["host_port"] <= high and port["host_ip"] == "127.0.0.1"
     assert "hello-from-layerdeck" in get_page(port["url"])
 
-    inspected = docker_client.api.inspect_container(run["container_id"])
+    inspected = docker_client.api.inspect_container(run["container_id"])  # the policy: see start()
     host = inspected["HostConfig"]
-    assert host["Privileged"] is False
-    assert not host["CapAdd"]
-    assert "no-new-privileges" in host["SecurityOpt"]
-    assert not host["Binds"] and not inspected["Mounts"] and not host.get("Devices")
-    assert host["NetworkMode"] == "bridge" and host["PidMode"] == "" and host["IpcMode"] in ("", "private")
-    assert host["Memory"] == app.config["RUN_MEMORY"] and host["PidsLimit"] == app.config["RUN_PIDS"]
-    assert host["NanoCpus"] == int(app.config["RUN_CPUS"] * 1e9)
-    assert host["LogConfig"] == {"Type": "json-file", "Config": {"max-file": "3", "max-size": "10m"}}
     assert host["PortBindings"] == {"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(port["host_port"])}]}
-    assert inspected["Config"]["Labels"]["layerdeck.run"] == str(run["id"])
     assert "MODE=demo" in inspected["Config"]["Env"]
     assert run["created_from"] == "127.0.0.1" and run["tag"] == "layerdeck-test/web:1"
 
