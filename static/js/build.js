@@ -1,11 +1,11 @@
-// The build page: renders the embedded build, then follows WS /ws/builds/<id> (docs/API.md).
-//
-// Messages carry a growing `seq`; one whose seq is not above the last applied one is ignored, so a
-// reconnect with ?after=<last seq> can never duplicate a line. Log text only ever reaches the DOM as
-// text nodes (renderAnsi builds spans and text nodes, never markup).
+// The build page: renders the embedded build, then follows WS /ws/builds/<id> (docs/API.md) through
+// live.js, which skips repeated seqs, reconnects with ?after=<last seq> and keeps the connection
+// indicator. Log text only ever reaches the DOM as text nodes (renderAnsi builds spans and text nodes,
+// never markup).
 
 import { renderAnsi } from "./ansi.js";
 import { copyText, flash, h, icon, readApiError } from "./dom.js";
+import { liveFeed } from "./live.js";
 import { formatBytes, formatDuration, formatElapsed, plural, secondsSince } from "./time.js";
 
 const $ = (id) => document.getElementById(id);
@@ -73,11 +73,13 @@ const lanes = new Map(); // "deps\u0000assets" -> the element laying those stage
 let stagesDirty = false; // a step message came: regroup the stages (never on log lines)
 let prep = null; // the "Preparation" block for lines with step null
 let cancelling = false; // the cancel was accepted; waiting for the status or end message
-let lastSeq = 0;
-let ended = false; // even a finished build replays its log over the socket: wait for `end`
-let socket = null;
-let attempts = 0;
-let reconnectTimer = null;
+// Even a finished build replays its log over the socket: feed.ended waits for `end`.
+const feed = liveFeed(build.ws_url, {
+  indicator: $("conn"),
+  onBatch: applyBatch,
+  isLive: () => !FINAL.has(build.status),
+  fromStart: true,
+});
 
 // ---------------------------------------------------------------- header
 
@@ -312,7 +314,7 @@ const isRun = (d) => /^\s*RUN\b/i.test(d.instruction || "");
 
 /** {busy: merged [t0, t1] intervals in ms, total, running} of a stage's own work, or null. */
 function stageTiming(own) {
-  const live = !FINAL.has(build.status) && !ended;
+  const live = !FINAL.has(build.status) && !feed.ended;
   const finalEnd = build.finished_at ? Date.parse(build.finished_at) : NaN;
   const now = live || Number.isNaN(finalEnd) ? Date.now() : finalEnd;
   const spans = [];
@@ -458,7 +460,7 @@ function renderStages() {
 function renderStageDuration(stage) {
   // Time the stage spent running steps (FROM included), not the wall time since its first step:
   // under BuildKit a stage's FROM runs as the build starts, long before its COPY --from can.
-  const live = !FINAL.has(build.status) && !ended;
+  const live = !FINAL.has(build.status) && !feed.ended;
   const spans = [];
   let ticking = false;
   for (const d of stage.own || []) {
@@ -672,23 +674,8 @@ function isAtBottom(el) {
 
 // ---------------------------------------------------------------- applying messages
 
-let queue = [];
-let flushScheduled = false;
-
-function enqueue(msg) {
-  queue.push(msg);
-  if (flushScheduled) return;
-  flushScheduled = true;
-  if (document.hidden) setTimeout(flush, 50);
-  else requestAnimationFrame(flush);
-}
-
-function flush() {
-  flushScheduled = false;
-  const batch = queue;
-  queue = [];
-  if (!batch.length) return;
-
+/** One frame's messages (live.js batches them). */
+function applyBatch(batch) {
   // Measure before writing (one layout pass): which open logs sit at their bottom and should stay there.
   const stick = new Map();
   for (const msg of batch) {
@@ -794,95 +781,9 @@ function applyMessage(msg) {
 }
 
 function finish() {
-  ended = true;
   if (build.status !== "failed") follow = false;
-  setConnection("ended");
-  if (socket) {
-    try {
-      socket.close(1000);
-    } catch {
-      // already closing
-    }
-  }
+  feed.stop();
 }
-
-// ---------------------------------------------------------------- websocket
-
-function setConnection(state) {
-  const conn = $("conn");
-  conn.dataset.state = state;
-  const text = {
-    connecting: FINAL.has(build.status) ? "Loading log…" : "Connecting…",
-    live: FINAL.has(build.status) ? "Loading log…" : "Live",
-    reconnecting: "Reconnecting…",
-    ended: "",
-  }[state];
-  conn.querySelector(".conn__text").textContent = text;
-  conn.hidden = state === "ended";
-}
-
-/** Take one message in seq order: anything at or below the last applied seq is a repeat. */
-function receive(msg) {
-  if (typeof msg.seq === "number") {
-    if (msg.seq <= lastSeq) return false;
-    lastSeq = msg.seq;
-  }
-  // Known at once, not at the next frame: the server closes right after `end`, and that close
-  // must not look like a dropped connection.
-  if (msg.type === "end") ended = true;
-  enqueue(msg);
-  return true;
-}
-
-function connect() {
-  clearTimeout(reconnectTimer);
-  reconnectTimer = null;
-  if (ended) return;
-  const scheme = location.protocol === "https:" ? "wss://" : "ws://";
-  const url = `${scheme}${location.host}${build.ws_url}?after=${lastSeq}`;
-  let ws;
-  try {
-    ws = new WebSocket(url);
-  } catch {
-    scheduleReconnect();
-    return;
-  }
-  socket = ws;
-  if (attempts === 0) setConnection("connecting");
-  ws.addEventListener("open", () => {
-    if (socket === ws) setConnection("live");
-  });
-  ws.addEventListener("message", (event) => {
-    let msg;
-    try {
-      msg = JSON.parse(event.data);
-    } catch {
-      return;
-    }
-    attempts = 0;
-    receive(msg);
-  });
-  ws.addEventListener("close", () => {
-    if (socket !== ws) return;
-    socket = null;
-    if (!ended) scheduleReconnect();
-  });
-}
-
-function scheduleReconnect() {
-  if (ended || reconnectTimer) return;
-  setConnection("reconnecting");
-  const delay = Math.min(10000, 500 * 2 ** attempts) + Math.random() * 250;
-  attempts += 1;
-  reconnectTimer = setTimeout(connect, delay);
-}
-
-window.addEventListener("online", () => {
-  if (!ended && !socket) {
-    attempts = 0;
-    connect();
-  }
-});
 
 // ---------------------------------------------------------------- timers
 
@@ -904,7 +805,7 @@ function tick() {
   for (const stage of stages.values()) {
     if (stage.el.dataset.state === "running" || stage.dur.classList.contains("is-live")) renderStageDuration(stage);
   }
-  const live = !FINAL.has(build.status) && !ended;
+  const live = !FINAL.has(build.status) && !feed.ended;
   if (live && !ticker) ticker = setInterval(tick, 100);
   if (!live && ticker) {
     clearInterval(ticker);
@@ -944,7 +845,7 @@ $("rebuild").addEventListener("click", async () => {
 /** Cancel: shown while the build is queued or running, until its `end` message. */
 function renderCancel() {
   const button = $("cancel");
-  const live = (build.status === "queued" || build.status === "running") && !ended;
+  const live = (build.status === "queued" || build.status === "running") && !feed.ended;
   if (!live) cancelling = false;
   button.hidden = !live;
   button.disabled = cancelling;
@@ -1006,15 +907,15 @@ for (const s of build.steps || []) upsertStep(s);
 layoutStages();
 renderSummary();
 renderHeader();
-connect();
+feed.start();
 
 // For tests and the curious: the page's live state.
 window.layerdeck = {
   build,
   steps,
-  receive,
-  flush,
+  receive: feed.receive,
+  flush: feed.flush,
   get lastSeq() {
-    return lastSeq;
+    return feed.lastSeq;
   },
 };

@@ -1,12 +1,12 @@
-// A run's page: renders the embedded run, follows WS /ws/runs/<id>/logs (docs/API.md), and drives
-// stop, restart and remove through the API, redrawing from the run object each answer returns.
-//
-// Messages carry a growing `seq`; one whose seq is not above the last applied one is ignored, so a
-// reconnect with ?after=<last seq> never repeats a line. Log text only reaches the DOM as text nodes
-// (renderAnsi builds spans and text nodes, never markup).
+// A run's page: renders the embedded run, follows WS /ws/runs/<id>/logs (docs/API.md) through live.js
+// (which skips repeated seqs, reconnects with ?after=<last seq> and keeps the connection indicator),
+// and drives stop, restart and remove through the API, redrawing from the run object each answer
+// returns. Log text only reaches the DOM as text nodes (renderAnsi builds spans and text nodes, never
+// markup).
 
 import { renderAnsi, stripAnsi } from "./ansi.js";
 import { copyText, flash, h, icon, readApiError } from "./dom.js";
+import { liveFeed } from "./live.js";
 import { formatAbsolute, formatClock, formatUptime, hydrateTimes, liveUptime, plural } from "./time.js";
 import { badgeKey, portsKey, portsList, runBadge, runIsBad, runLabel, runSeconds, setUptime } from "./run-ui.js";
 
@@ -43,20 +43,23 @@ const STORED_REPLAY = 1000; // a fresh socket replays at most this many stored l
 
 const run = JSON.parse($("run-data").textContent);
 const logEl = $("run-log");
-let lastSeq = 0;
 let firstSeq = null; // seq of the first message this page saw
 let lineCount = 0; // log lines received
 let shownLines = 0; // log lines in the DOM
 let unseen = 0; // lines that arrived while the reader was scrolled up
 let trimmedNote = null;
 const tail = []; // the last few lines, for the exit box
-let ended = false;
-let socket = null;
-let opened = false;
-let attempts = 0;
-let reconnectTimer = null;
 let lastStatus = run.status;
 let busy = null; // "stop" | "restart" | "remove" while a request is out
+// A fresh page gets the last stored lines; a reconnect resumes after the last message seen. A container
+// that is not running has nothing more to say: a clean close after its replay is the end.
+const feed = liveFeed(run.ws_url, {
+  indicator: $("conn"),
+  onBatch: applyBatch,
+  isLive: () => run.status === "running",
+  isFinal: () => run.status !== "running",
+  onFinal: render,
+});
 
 // ---------------------------------------------------------------- header and boxes
 
@@ -128,7 +131,7 @@ function render() {
   }
 
   const empty = $("log-empty");
-  if (empty) empty.textContent = running ? "Waiting for output…" : ended ? "No output." : "Loading the log…";
+  if (empty) empty.textContent = running ? "Waiting for output…" : feed.ended ? "No output." : "Loading the log…";
 }
 
 function renderExit() {
@@ -240,22 +243,9 @@ $("log-latest").addEventListener("click", () => {
 
 // ---------------------------------------------------------------- applying messages
 
-let queue = [];
-let flushScheduled = false;
-
-function enqueue(msg) {
-  queue.push(msg);
-  if (flushScheduled) return;
-  flushScheduled = true;
-  if (document.hidden) setTimeout(flush, 50);
-  else requestAnimationFrame(flush);
-}
-
-function flush() {
-  flushScheduled = false;
-  const batch = queue;
-  queue = [];
-  if (!batch.length) return;
+/** One frame's messages (live.js batches them). */
+function applyBatch(batch) {
+  if (firstSeq === null) firstSeq = batch.find((msg) => typeof msg.seq === "number")?.seq ?? null;
   const stick = isAtBottom(); // measured once, before writing
   const frag = document.createDocumentFragment();
   let added = 0;
@@ -307,20 +297,12 @@ function flush() {
 
 /** The container stopped: freeze the uptime, close the socket, and read the run's final state. */
 function finish() {
-  ended = true;
   const up = $("uptime");
   if (run.status !== "running" && up.dataset.uptimeSince !== undefined) {
     run.uptime_s = liveUptime(up);
     if (!run.finished_at) run.finished_at = new Date().toISOString();
   }
-  setConnection("ended");
-  if (socket) {
-    try {
-      socket.close(1000);
-    } catch {
-      // already closing
-    }
-  }
+  feed.stop();
   refresh();
 }
 
@@ -334,112 +316,12 @@ async function refresh() {
       lastStatus = run.status;
       render();
       // An `end` from the old container can cross a restart's answer: follow the new one.
-      if (run.status === "running" && ended) resume();
+      if (run.status === "running" && feed.ended) feed.resume();
     }
   } catch {
     // keep what the socket said
   }
 }
-
-// ---------------------------------------------------------------- websocket
-
-function setConnection(state) {
-  const conn = $("conn");
-  conn.dataset.state = state;
-  const live = run.status === "running";
-  const text = {
-    connecting: live ? "Connecting…" : "Loading log…",
-    live: live ? "Live" : "Loading log…",
-    reconnecting: "Reconnecting…",
-    ended: "",
-  }[state];
-  conn.querySelector(".conn__text").textContent = text;
-  conn.hidden = state === "ended";
-}
-
-/** Take one message in seq order: anything at or below the last applied seq is a repeat. */
-function receive(msg) {
-  if (typeof msg.seq === "number") {
-    if (msg.seq <= lastSeq) return false;
-    lastSeq = msg.seq;
-    if (firstSeq === null) firstSeq = msg.seq;
-  }
-  // Known at once, not at the next frame: the server closes right after `end`, and that close
-  // must not look like a dropped connection.
-  if (msg.type === "end") ended = true;
-  enqueue(msg);
-  return true;
-}
-
-function connect() {
-  clearTimeout(reconnectTimer);
-  reconnectTimer = null;
-  if (ended) return;
-  const scheme = location.protocol === "https:" ? "wss://" : "ws://";
-  // A fresh page gets the last stored lines; a reconnect resumes after the last message seen.
-  const url = `${scheme}${location.host}${run.ws_url}${lastSeq > 0 ? `?after=${lastSeq}` : ""}`;
-  let ws;
-  try {
-    ws = new WebSocket(url);
-  } catch {
-    scheduleReconnect();
-    return;
-  }
-  socket = ws;
-  opened = false;
-  if (attempts === 0) setConnection("connecting");
-  ws.addEventListener("open", () => {
-    if (socket !== ws) return;
-    opened = true;
-    setConnection("live");
-  });
-  ws.addEventListener("message", (event) => {
-    let msg;
-    try {
-      msg = JSON.parse(event.data);
-    } catch {
-      return;
-    }
-    attempts = 0;
-    receive(msg);
-  });
-  ws.addEventListener("close", () => {
-    if (socket !== ws) return;
-    socket = null;
-    if (ended) return;
-    // A container that is not running has nothing more to say: a clean close after its replay is the end.
-    if (opened && run.status !== "running") {
-      ended = true;
-      setConnection("ended");
-      render();
-      return;
-    }
-    scheduleReconnect();
-  });
-}
-
-function scheduleReconnect() {
-  if (ended || reconnectTimer) return;
-  setConnection("reconnecting");
-  const delay = Math.min(10000, 500 * 2 ** attempts) + Math.random() * 250;
-  attempts += 1;
-  reconnectTimer = setTimeout(connect, delay);
-}
-
-/** Follow the log again after a restart brought the container back. */
-function resume() {
-  if (!ended && socket) return;
-  ended = false;
-  attempts = 0;
-  connect();
-}
-
-window.addEventListener("online", () => {
-  if (!ended && !socket) {
-    attempts = 0;
-    connect();
-  }
-});
 
 // ---------------------------------------------------------------- actions
 
@@ -506,7 +388,7 @@ $("restart").addEventListener("click", () => act("restart", $("restart"), {
         logEl.appendChild(divider(`${before === "running" ? "Restarted" : "Started again"} ${formatClock(run.started_at || new Date().toISOString())}`));
         if (stick) logEl.scrollTop = logEl.scrollHeight;
       }
-      resume();
+      feed.resume();
     }
   },
 }));
@@ -597,14 +479,14 @@ window.addEventListener("resize", () => {
 $("ports").dataset.key = portsKey(run);
 render();
 fitLog();
-connect();
+feed.start();
 
 // For tests and the curious: the page's live state.
 window.layerdeck = {
   run,
-  receive,
-  flush,
+  receive: feed.receive,
+  flush: feed.flush,
   get lastSeq() {
-    return lastSeq;
+    return feed.lastSeq;
   },
 };

@@ -62,8 +62,10 @@ def test_upload_a_folder_watch_it_build_then_rebuild_from_cache(
     assert page.locator('[data-testid="build-builder"]').inner_text().strip().lower().startswith(builder[:5])
     shot(page, f"build-first-{builder}")
 
+    first_url = page.url
     page.click('[data-testid="rebuild"]')
-    page.wait_for_url(re.compile(r"/builds/\d+$"))
+    # The first build's page matches /builds/N too: wait for the new build's page, not the old one.
+    page.wait_for_url(lambda url: url != first_url and re.search(r"/builds/\d+$", url) is not None)
     wait_for_status(page, "succeeded")
     badges = step_badges(page)
     assert [text.strip().upper() for _, text in badges[1:]] == ["CACHED"] * 5
