@@ -309,3 +309,20 @@ def test_a_script_can_name_a_stored_archive_by_its_digest_instead_of_sending_it(
     assert other_path.status_code == 409  # what was checked depends on the Dockerfile path too
     bad = client.post("/api/v1/builds", query_string={"context_digest": "sha256:xyz"})
     assert bad.status_code == 400 and bad.get_json()["error"]["code"] == "invalid_digest"
+
+
+def test_a_build_of_a_dockerfile_that_copies_code_before_installing_gets_advice(
+    client: FlaskClient, base_image: str
+) -> None:
+    dockerfile = (f"FROM {base_image}\nWORKDIR /app\nCOPY . .\nRUN pip install --no-cache-dir -r requirements.txt || true\n")
+    build = build_ok(client, tar_bytes({"Dockerfile": dockerfile, "requirements.txt": "flask\n"}))
+    advice = build["advice"]
+    assert [(a["rule"], a["line"]) for a in advice] == [("copy-before-install", 3)]
+    assert "COPY requirements.txt" in advice[0]["suggestion"]
+    page = client.get(f"/builds/{build['id']}").get_data(as_text=True)
+    assert 'data-testid="advice-item"' in page and "line 3" in page
+
+    good = build_ok(client, tar_bytes({"Dockerfile": dockerfile.replace(
+        "COPY . .\nRUN pip install --no-cache-dir -r requirements.txt || true\n",
+        "COPY requirements.txt .\nRUN pip install --no-cache-dir -r requirements.txt || true\nCOPY . .\n"), "requirements.txt": "x\n"}))
+    assert good["advice"] == []

@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from webapp.builds.advice import advise
 from webapp.extensions import db
 from webapp.models import Build, BuildStatus, Step, iso
 
@@ -77,4 +78,6 @@ def build_to_dict(build: Build, *, steps: bool = True) -> dict[str, Any]:
     }
     if steps:
         out["steps"] = [step_to_dict(s) for s in build.steps]
+        out["advice"] = [a.to_dict() for a in advise(build.dockerfile_text or "", context_files=build.context_files,
+                                                      context_bytes=build.context_bytes)]
     return out
