@@ -59,6 +59,8 @@ class Build(db.Model):  # type: ignore[name-defined]
     finished_at: Mapped[float | None] = mapped_column(Float)
     log_bytes: Mapped[int] = mapped_column(Integer, default=0)
     log_truncated: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Seconds the cache saved: each cached step credited with its time when it was last really built.
+    saved_s: Mapped[float | None] = mapped_column(Float)
 
     steps: Mapped[list[Step]] = relationship(
         back_populates="build", order_by="Step.index", cascade="all, delete-orphan"

@@ -193,9 +193,12 @@ function renderSummary() {
   cache.dataset.hits = String(hits);
   cache.dataset.total = String(decided.length);
   if (decided.length) {
+    // Time saved: each cached step credited with its duration when it was last really built (server-side).
+    const saved = build.cache && build.cache.saved_s;
     cache.replaceChildren(
       h("strong", { class: "cache-hits" }, String(hits)),
       ` of ${decided.length} ${decided.length === 1 ? "step" : "steps"} cached`,
+      ...(saved > 0 ? [h("span", { class: "cache-saved", "data-testid": "cache-saved" }, `${formatDuration(saved)} saved`)] : []),
     );
   } else {
     cache.replaceChildren(h("span", { class: "muted" }, all.length ? "no cache decisions yet" : "—"));
@@ -692,7 +695,7 @@ function applyBatch(batch) {
     headerChanged = headerChanged || r === "header";
   }
   if (stagesDirty) layoutStages();
-  if (stepsChanged) renderSummary();
+  if (stepsChanged || headerChanged) renderSummary();
   if (headerChanged || stepsChanged) renderHeader();
 
   for (const [target, atBottom] of stick) {

@@ -71,6 +71,8 @@ def test_upload_a_folder_watch_it_build_then_rebuild_from_cache(
     assert [text.strip().upper() for _, text in badges[1:]] == ["CACHED"] * 5
     summary = page.locator('[data-testid="cache-summary"]')
     assert summary.get_attribute("data-hits") == "5" and summary.get_attribute("data-total") == "5"
+    # The `sleep 1` step alone took a second when it was really built: the cache saved at least that.
+    assert float(page.locator('[data-testid="cache-saved"]').inner_text().split(" s saved")[0]) >= 1.0
     shot(page, f"build-rebuild-cached-{builder}")
     assert page.console_errors == []
 

@@ -326,3 +326,18 @@ def test_a_build_of_a_dockerfile_that_copies_code_before_installing_gets_advice(
         "COPY . .\nRUN pip install --no-cache-dir -r requirements.txt || true\n",
         "COPY requirements.txt .\nRUN pip install --no-cache-dir -r requirements.txt || true\nCOPY . .\n"), "requirements.txt": "x\n"}))
     assert good["advice"] == []
+
+
+def test_a_cached_rebuild_is_credited_with_the_time_its_steps_took_when_really_built(
+    client: FlaskClient, base_image: str, builder: str
+) -> None:
+    dockerfile = f"FROM {base_image}\nRUN echo {builder}-{id(client)} && sleep 1\nRUN echo second\n"
+    first = build_ok(client, tar_bytes({"Dockerfile": dockerfile}), tag="layerdeck-test/saved:1", builder=builder)
+    assert first["cache"]["saved_s"] == 0.0
+    again = build_ok(client, tar_bytes({"Dockerfile": dockerfile}), tag="layerdeck-test/saved:2", builder=builder)
+    built = {s["index"]: s["duration_s"] for s in first["steps"] if s["cached"] is False}
+    assert again["cache"]["saved_s"] == pytest.approx(sum(built.values()), abs=0.01)
+    assert again["cache"]["saved_s"] >= 1.0  # the sleeping step alone
+    other_name = build_ok(client, tar_bytes({"Dockerfile": dockerfile}), tag="layerdeck-test/elsewhere:1",
+                          builder=builder)
+    assert other_name["cache"]["saved_s"] == 0.0  # credited only against builds of the same image name

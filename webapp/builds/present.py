@@ -72,7 +72,7 @@ def build_to_dict(build: Build, *, steps: bool = True) -> dict[str, Any]:
         "context": {
             "source": build.context_source, "files": build.context_files, "bytes": build.context_bytes,
         },
-        "cache": cache_summary(build.steps),
+        "cache": {**cache_summary(build.steps), "saved_s": build.saved_s},
         "log": {"bytes": build.log_bytes, "truncated": build.log_truncated},
         **build_urls(build.id),
     }

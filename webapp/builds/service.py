@@ -403,7 +403,11 @@ class BuildRunner:
             self._hidden.pop(build_id, None)
             with self._active_lock:
                 self._active.pop(build_id, None)
-        self.journal.status(build_id, status=status, finished_at=time.time(), image_id=image_id, error=error)
+        self.journal.sync()  # the steps are stored: credit the cached ones
+        with self.app.app_context():
+            saved = time_saved(build_id)
+        self.journal.status(build_id, status=status, finished_at=time.time(), image_id=image_id, error=error,
+                            saved_s=saved)
         self.journal.end(build_id)
 
     def _stream(self, build_id: int, request: BuildRequest, active: _Active,
@@ -483,6 +487,35 @@ class BuildRunner:
                     "status": StepStatus.SKIPPED, "cached": None, "started_at": None, "finished_at": None,
                     "error": None,
                 })
+
+
+def time_saved(build_id: int) -> float | None:
+    """Seconds the cache saved this build: each cached step is credited with the duration the same step
+    (same place, same instruction, an image of the same name) took when it was last really built."""
+    build = db.session.get(Build, build_id)
+    if build is None:
+        return None
+    cached = [s for s in build.steps if s.cached]
+    if not cached:
+        return 0.0
+    repository = (build.tag or "").rsplit(":", 1)[0] if build.tag and "@" not in build.tag else None
+    earlier = select(Build.id).where(Build.id < build_id, Build.dockerfile == build.dockerfile)
+    if repository:
+        earlier = earlier.where((Build.tag == repository) | Build.tag.startswith(repository + ":", autoescape=True))
+    else:
+        earlier = earlier.where(Build.tag.is_(None))
+    total = 0.0
+    for step in cached:
+        built = db.session.scalars(
+            select(Step).where(Step.build_id.in_(earlier), Step.index == step.index,
+                               Step.instruction == step.instruction, Step.cached.is_(False),
+                               Step.started_at.is_not(None), Step.finished_at.is_not(None))
+            .order_by(Step.build_id.desc()).limit(1)
+        ).first()
+        if built is not None and built.duration_s:
+            total += built.duration_s
+    db.session.rollback()
+    return round(total, 3)
 
 
 def settle_interrupted(app: Flask, journal: BuildJournal) -> list[int]:

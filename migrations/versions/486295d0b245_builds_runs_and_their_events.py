@@ -1,8 +1,8 @@
 """builds, runs and their events
 
-Revision ID: a31a54dc990f
+Revision ID: 486295d0b245
 Revises: 
-Create Date: 2026-11-28 03:19:30.616910
+Create Date: 2026-11-28 04:11:12.572380
 
 """
 from alembic import op
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = 'a31a54dc990f'
+revision = '486295d0b245'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -42,6 +42,7 @@ def upgrade():
     sa.Column('finished_at', sa.Float(), nullable=True),
     sa.Column('log_bytes', sa.Integer(), nullable=False),
     sa.Column('log_truncated', sa.Boolean(), nullable=False),
+    sa.Column('saved_s', sa.Float(), nullable=True),
     sa.ForeignKeyConstraint(['rebuild_of'], ['builds.id'], ),
     sa.PrimaryKeyConstraint('id')
     )
