@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
-from webapp.builds.buildkit import _DIRECTIVE_RE, _HEREDOC_RE, parse_dockerfile
+from webapp.builds.buildkit import _HEREDOC_RE, parse_dockerfile
 from webapp.builds.dockerignore import DockerIgnore, DockerIgnoreError
 
 __all__ = ["Advice", "advise", "CONTEXT_FILES_LIMIT", "CONTEXT_BYTES_LIMIT"]
@@ -102,6 +102,8 @@ def advise(
 class _Written:
     """One instruction as the file has it."""
 
+    keyword: str  # upper case, as ``parse_dockerfile`` reads it
+    stage: int | None  # stage number from 0; None for ARGs before the first FROM
     first: int  # 1-based line where it starts
     last: int  # 1-based line where it ends (continuations and heredoc bodies included)
     raw: tuple[str, ...]  # the file's lines first..last, as written
@@ -111,79 +113,14 @@ class _Written:
 
 
 def _locate(text: str) -> list[_Written]:
-    """Each instruction's place in the file, walking the lines exactly as ``parse_dockerfile`` does.
+    """Each instruction and its place in the file, from ``parse_dockerfile``'s own walk of the lines.
 
-    Line numbers count ``\\n``, ``\\r\\n`` and ``\\r`` endings as an editor does (``str.splitlines`` also
-    splits on form feeds and the like, which an editor shows inside a line).
+    Line numbers count ``\\n``, ``\\r\\n`` and ``\\r`` endings as an editor does (not form feeds and the like).
     """
-    chunks = text.splitlines(keepends=True)
-    lines = text.splitlines()
-    numbers: list[int] = []
-    number = 1
-    for chunk in chunks:
-        numbers.append(number)
-        if chunk.endswith(("\n", "\r")):
-            number += 1
-    escape = "\\"
-    pos = 0
-    while pos < len(lines):
-        match = _DIRECTIVE_RE.fullmatch(lines[pos].strip())
-        if match is None:
-            break
-        if match.group(1).lower() == "escape" and match.group(2) in ("\\", "`"):
-            escape = match.group(2)
-        pos += 1
-    continuation = re.compile(re.escape(escape) + r"[ \t]*$")
-
-    def trim(line: str) -> tuple[str, bool]:
-        trimmed = continuation.sub("", line)
-        return trimmed, trimmed != line
-
-    found: list[_Written] = []
-    while pos < len(lines):
-        raw = lines[pos]
-        start = pos
-        pos += 1
-        stripped = raw.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        line, more = trim(raw.lstrip())
-        pieces = [line]
-        while more and pos < len(lines):
-            raw = lines[pos]
-            pos += 1
-            stripped = raw.strip()
-            if not stripped or stripped.startswith("#"):
-                continue
-            part, more = trim(raw)
-            line += part
-            pieces.append(part)
-        line = line.rstrip()
-        keyword = line.split(None, 1)[0].upper()
-        bodies: list[str] = []
-        if keyword in ("RUN", "COPY", "ADD"):
-            for heredoc in _HEREDOC_RE.finditer(line):
-                strip_tabs, word = heredoc.group(1) == "-", heredoc.group(3)
-                body: list[str] = []
-                while pos < len(lines):
-                    text_line = lines[pos]
-                    pos += 1
-                    if (text_line.lstrip("\t") if strip_tabs else text_line).rstrip("\r") == word:
-                        break
-                    body.append(text_line.lstrip("\t") if strip_tabs else text_line)
-                bodies.append("\n".join(body))
-        pretty = " ".join(p.strip() for p in pieces if p.strip())
-        found.append(
-            _Written(
-                first=numbers[start],
-                last=numbers[pos - 1],
-                raw=tuple(lines[start:pos]),
-                pretty=pretty,
-                heredocs=tuple(bodies),
-                escape=escape,
-            )
-        )
-    return found
+    return [
+        _Written(i.keyword, i.stage, i.first_line, i.last_line, i.raw_lines, i.pretty, i.heredocs, i.escape)
+        for i in parse_dockerfile(text)
+    ]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -224,22 +161,18 @@ class _Stage:
 
 
 def _instructions(text: str) -> list[_Instr]:
-    parsed = parse_dockerfile(text)
-    written = _locate(text)
-    if len(parsed) != len(written):  # cannot happen while the walk mirrors the parser; never guess lines
-        return []
     found: list[_Instr] = []
     globals_: dict[str, str | None] = {}
-    for instruction, where in zip(parsed, written, strict=True):
+    for where in _locate(text):
         rest = where.pretty.split(None, 1)
-        if not rest or rest[0].upper() != instruction.keyword:
+        if not rest or rest[0].upper() != where.keyword:  # a keyword split by a continuation: never guess
             return []
         args = rest[1] if len(rest) > 1 else ""
-        if instruction.stage is None:
-            if instruction.keyword == "ARG":
+        if where.stage is None:
+            if where.keyword == "ARG":
                 globals_.update(_arg_values(args, {}))
             continue
-        found.append(_Instr(instruction.keyword, instruction.stage, where, args, global_args=dict(globals_)))
+        found.append(_Instr(where.keyword, where.stage, where, args, global_args=dict(globals_)))
     return found
 
 

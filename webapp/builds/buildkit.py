@@ -80,6 +80,13 @@ class DockerfileInstruction:
     keyword: str  # upper case: "FROM", "RUN", ...
     text: str  # as written, continuation lines joined the way the engine joins them
     stage: int | None  # stage number from 0; None for ARGs before the first FROM
+    # Where and how the file writes it (left out of comparisons and repr):
+    first_line: int = field(default=0, compare=False, repr=False)  # 1-based, editor numbering, where it starts
+    last_line: int = field(default=0, compare=False, repr=False)  # where it ends (continuations, heredoc bodies)
+    raw_lines: tuple[str, ...] = field(default=(), compare=False, repr=False)  # the lines first..last as written
+    pretty: str = field(default="", compare=False, repr=False)  # continuation pieces stripped, joined by a space
+    heredocs: tuple[str, ...] = field(default=(), compare=False, repr=False)  # its heredoc bodies, in order
+    escape: str = field(default="\\", compare=False, repr=False)  # the file's escape character
 
 
 @dataclass(frozen=True)
@@ -109,9 +116,19 @@ def parse_dockerfile(text: str) -> list[DockerfileInstruction]:
     Parser directives at the top (``# syntax=``, ``# escape=``) are read, the escape character honoured;
     comment and blank lines are skipped (inside continuations too); a line ending in the escape character
     continues on the next one (joined without the escape and the newline, like the engine does); the body
-    of a heredoc (``RUN <<EOF`` ... ``EOF``) is skipped. Nothing is validated.
+    of a heredoc (``RUN <<EOF`` ... ``EOF``) is skipped (kept in ``heredocs``). Nothing is validated.
+
+    Each instruction also says where it is written: line numbers count ``\\n``, ``\\r\\n`` and ``\\r``
+    endings as an editor does (``str.splitlines`` also splits on form feeds and the like, which an editor
+    shows inside a line).
     """
     lines = text.splitlines()
+    numbers: list[int] = []
+    number = 1
+    for chunk in text.splitlines(keepends=True):
+        numbers.append(number)
+        if chunk.endswith(("\n", "\r")):
+            number += 1
     escape = "\\"
     pos = 0
     while pos < len(lines):  # directives: only before anything else, blank lines and comments included
@@ -131,11 +148,13 @@ def parse_dockerfile(text: str) -> list[DockerfileInstruction]:
     stages = 0
     while pos < len(lines):
         raw = lines[pos]
+        start = pos
         pos += 1
         stripped = raw.strip()
         if not stripped or stripped.startswith("#"):
             continue
         line, more = trim(raw.lstrip())
+        pieces = [line]
         while more and pos < len(lines):
             raw = lines[pos]
             pos += 1
@@ -144,20 +163,38 @@ def parse_dockerfile(text: str) -> list[DockerfileInstruction]:
                 continue
             part, more = trim(raw)
             line += part
+            pieces.append(part)
         line = line.rstrip()
         keyword = line.split(None, 1)[0].upper()
+        bodies: list[str] = []
         if keyword in ("RUN", "COPY", "ADD"):
             for heredoc in _HEREDOC_RE.finditer(line):
                 strip_tabs, word = heredoc.group(1) == "-", heredoc.group(3)
+                body: list[str] = []
                 while pos < len(lines):
-                    body = lines[pos]
+                    body_line = lines[pos].lstrip("\t") if strip_tabs else lines[pos]
                     pos += 1
-                    if (body.lstrip("\t") if strip_tabs else body).rstrip("\r") == word:
+                    if body_line.rstrip("\r") == word:
                         break
+                    body.append(body_line)
+                bodies.append("\n".join(body))
         if keyword == "FROM":
             stages += 1
         stage = stages - 1 if stages else None
-        instructions.append(DockerfileInstruction(len(instructions) + 1, keyword, line, stage))
+        instructions.append(
+            DockerfileInstruction(
+                len(instructions) + 1,
+                keyword,
+                line,
+                stage,
+                first_line=numbers[start],
+                last_line=numbers[pos - 1],
+                raw_lines=tuple(lines[start:pos]),
+                pretty=" ".join(p.strip() for p in pieces if p.strip()),
+                heredocs=tuple(bodies),
+                escape=escape,
+            )
+        )
     return instructions
 
 
