@@ -4,7 +4,7 @@
 // never markup).
 
 import { renderAnsi } from "./ansi.js";
-import { copyText, flash, h, icon, readApiError } from "./dom.js";
+import { copyButton, flash, h, icon, readApiError } from "./dom.js";
 import { liveFeed } from "./live.js";
 import { formatBytes, formatDuration, formatElapsed, plural, secondsSince } from "./time.js";
 
@@ -47,9 +47,7 @@ const BUILDER_LABELS = { buildkit: "BuildKit", classic: "Classic" };
 const CIRCLE = "M21 12a9 9 0 1 1-18 0 9 9 0 0 1 18 0Z";
 const ICONS = {
   chevron: ["M9 6l6 6-6 6"],
-  check: ["M5 12.5l4.5 4.5L19 7.5"],
   terminal: ["M5 17l5-5-5-5", "M12 19h7"],
-  copy: ["M9 9h11v11H9z", "M5 15H4a1 1 0 0 1-1-1V4a1 1 0 0 1 1-1h10a1 1 0 0 1 1 1v1"],
   alert: [CIRCLE, "M12 8v4M12 16h.01"],
   stop: [CIRCLE, "M9.5 9.5h5v5h-5Z"],
   clock: [CIRCLE, "M12 7v5l3 2"],
@@ -877,17 +875,7 @@ $("cancel").addEventListener("click", async () => {
   renderCancel();
 });
 
-$("copy-image").addEventListener("click", async () => {
-  const button = $("copy-image");
-  const ok = await copyText($("image-id").dataset.full);
-  button.replaceChildren(icon(ok ? ICONS.check : ICONS.copy));
-  button.classList.toggle("is-done", ok);
-  if (!ok) flash("Could not copy: select the id and copy it by hand.", "info");
-  setTimeout(() => {
-    button.replaceChildren(icon(ICONS.copy));
-    button.classList.remove("is-done");
-  }, 1500);
-});
+copyButton($("copy-image"), $("image-id"));
 
 $("build-error-jump").addEventListener("click", () => {
   const failed = [...steps.values()].find((st) => st.data.status === "failed");

@@ -109,3 +109,20 @@ export function defaultMessage(status) {
   if (status >= 500) return `The server had a problem (HTTP ${status}). Try again in a moment.`;
   return `The request was refused (HTTP ${status}).`;
 }
+
+const COPY_ICON = ["M9 9h11v11H9z", "M5 15H4a1 1 0 0 1-1-1V4a1 1 0 0 1 1-1h10a1 1 0 0 1 1 1v1"];
+const CHECK_ICON = ["M5 12.5l4.5 4.5L19 7.5"];
+
+/** A copy button for a long id: copies `source.dataset.full`, shows a tick for 1.5 s (or says why not). */
+export function copyButton(button, source) {
+  button.addEventListener("click", async () => {
+    const ok = await copyText(source.dataset.full);
+    button.replaceChildren(icon(ok ? CHECK_ICON : COPY_ICON));
+    button.classList.toggle("is-done", ok);
+    if (!ok) flash("Could not copy: select the id and copy it by hand.", "info");
+    setTimeout(() => {
+      button.replaceChildren(icon(COPY_ICON));
+      button.classList.remove("is-done");
+    }, 1500);
+  });
+}

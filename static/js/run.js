@@ -5,7 +5,7 @@
 // markup).
 
 import { renderAnsi, stripAnsi } from "./ansi.js";
-import { copyText, flash, h, icon, readApiError } from "./dom.js";
+import { copyButton, flash, h, readApiError } from "./dom.js";
 import { liveFeed } from "./live.js";
 import { formatAbsolute, formatClock, formatUptime, hydrateTimes, liveUptime, plural } from "./time.js";
 import { badgeKey, portsKey, portsList, runBadge, runIsBad, runLabel, runSeconds, setUptime } from "./run-ui.js";
@@ -29,10 +29,6 @@ const NOTICES = {
   gone: "The container was removed outside Layerdeck (for example with docker rm). Its log up to then is kept below.",
   removed: "The container was removed from Layerdeck. Its log and this record are kept.",
   stopped: "Stopped from Layerdeck. Restart brings it back with the same ports, environment and command.",
-};
-const ICONS = {
-  check: ["M5 12.5l4.5 4.5L19 7.5"],
-  copy: ["M9 9h11v11H9z", "M5 15H4a1 1 0 0 1-1-1V4a1 1 0 0 1 1-1h10a1 1 0 0 1 1 1v1"],
 };
 const RESTARTABLE = new Set(["running", "exited", "stopped"]);
 const TAIL_LINES = 6; // shown in the exit box
@@ -442,17 +438,7 @@ $("remove-confirm-btn").addEventListener("click", async () => {
   setBusy(confirmBtn, null);
 });
 
-$("copy-container").addEventListener("click", async () => {
-  const button = $("copy-container");
-  const ok = await copyText($("container-id").dataset.full);
-  button.replaceChildren(icon(ok ? ICONS.check : ICONS.copy));
-  button.classList.toggle("is-done", ok);
-  if (!ok) flash("Could not copy: select the id and copy it by hand.", "info");
-  setTimeout(() => {
-    button.replaceChildren(icon(ICONS.copy));
-    button.classList.remove("is-done");
-  }, 1500);
-});
+copyButton($("copy-container"), $("container-id"));
 
 // ---------------------------------------------------------------- fitting the log to the screen
 // The log is the page's main content: it takes the height left under the header, so its newest lines
