@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import random
-from pathlib import Path
-from types import EllipsisType
 
 import pytest
 
@@ -27,7 +25,8 @@ from webapp.builds.steps import (
     iter_documents,
 )
 
-STREAMS = Path(__file__).resolve().parent.parent / "fixtures" / "streams"
+from .streams import FakeClock, chunked, docs, final_steps, lines, random_chunks, raw, result, table
+
 RECORDINGS = ["classic1", "classic2", "classic_err", "classic_cancel_a", "classic_cancel_b"]
 
 BUILT, CACHED, FAILED = StepStatus.BUILT, StepStatus.CACHED, StepStatus.FAILED
@@ -35,25 +34,6 @@ CANCELLED, RUNNING = StepStatus.CANCELLED, StepStatus.RUNNING
 
 ERR_MESSAGE = "The command '/bin/sh -c echo about to fail; echo oops >&2; exit 3' returned a non-zero code: 3"
 LOST = "lost connection to the Docker engine"
-
-
-class FakeClock:
-    """1000.0, 1001.0, 1002.0, ...: every clock() call is one second later."""
-
-    def __init__(self) -> None:
-        self.now = 999.0
-
-    def __call__(self) -> float:
-        self.now += 1.0
-        return self.now
-
-
-def raw(name: str) -> bytes:
-    return (STREAMS / f"{name}.jsonl").read_bytes()
-
-
-def docs(name: str) -> list[dict]:
-    return [json.loads(line) for line in raw(name).splitlines() if line.strip()]
 
 
 def parse(documents: list[dict], **finish: object) -> list[Event]:
@@ -71,40 +51,6 @@ def parse_bytes(chunks: list[bytes], **finish: object) -> list[Event]:
 
 def stream(*texts: str) -> list[dict]:
     return [{"stream": t} for t in texts]
-
-
-def final_steps(events: list[Event]) -> list[Step]:
-    """Each step as its last StepChanged left it, in index order."""
-    last: dict[int, Step] = {}
-    for e in events:
-        if isinstance(e, StepChanged):
-            last[e.step.index] = e.step
-    return [last[i] for i in sorted(last)]
-
-
-def lines(events: list[Event], step: int | None | EllipsisType = ...) -> list[tuple[str, str]]:
-    """(stream, text) of every log line, or of one step's (``step=None``: before the first step)."""
-    return [(e.stream, e.text) for e in events if isinstance(e, LogLine) and (step is ... or e.step == step)]
-
-
-def result(events: list[Event]) -> BuildResult:
-    results = [e for e in events if isinstance(e, BuildResult)]
-    assert len(results) == 1
-    assert events[-1] is results[0], "BuildResult comes last"
-    return results[0]
-
-
-def table(events: list[Event]) -> list[tuple[int, str, str, StepStatus, bool | None]]:
-    return [(s.index, s.stage, s.instruction, s.status, s.cached) for s in final_steps(events)]
-
-
-def chunked(data: bytes, size: int) -> list[bytes]:
-    return [data[i : i + size] for i in range(0, len(data), size)]
-
-
-def random_chunks(data: bytes, rng: random.Random) -> list[bytes]:
-    cuts = sorted(rng.sample(range(1, len(data)), k=min(len(data) - 1, rng.randint(1, 60))))
-    return [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
 
 
 # --------------------------------------------------------------------------------------------------

@@ -15,11 +15,8 @@ Dockerfile), so both builders' steps can be compared index by index.
 from __future__ import annotations
 
 import functools
-import json
 import math
 import random
-from pathlib import Path
-from types import EllipsisType
 
 import pytest
 
@@ -35,7 +32,9 @@ from webapp.builds.steps import (
     iter_documents,
 )
 
-RECORDED = Path(__file__).resolve().parent.parent / "fixtures" / "streams" / "recorded"
+from .streams import STREAMS, FakeClock, docs, final_steps, lines, output, raw, result, table
+
+RECORDED = "recorded"  # the folder of these recordings under STREAMS
 SCENARIOS = ["parallel", "large_log", "error_multistage", "cancel", "target"]
 BUILDERS = ["classic", "buildkit"]
 RECORDINGS = [f"{scenario}_{builder}" for scenario in SCENARIOS for builder in BUILDERS]
@@ -69,40 +68,19 @@ TICKS = 'RUN i=1; while [ $i -le 40 ]; do echo "tick $i"; sleep 0.5; i=$((i+1));
 TICKS_BEFORE_CANCEL = {"classic": 5, "buildkit": 4}
 
 
-class FakeClock:
-    """1000.0, 1001.0, ...: the classic builder's steps are timed by arrival, with this clock."""
-
-    def __init__(self) -> None:
-        self.now = 999.0
-
-    def __call__(self) -> float:
-        self.now += 1.0
-        return self.now
-
-
 # --------------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------------
 
 
 @functools.cache
-def raw(name: str) -> bytes:
-    return (RECORDED / f"{name}.jsonl").read_bytes()
-
-
-@functools.cache
 def dockerfile(scenario: str) -> str:
-    return (RECORDED / f"{scenario}.Dockerfile").read_text()
+    return (STREAMS / RECORDED / f"{scenario}.Dockerfile").read_text()
 
 
 def split(name: str) -> tuple[str, str]:
     scenario, builder = name.rsplit("_", 1)
     return scenario, builder
-
-
-def engine_documents(name: str) -> list[dict]:
-    """The recording read line by line with json.loads: what the engine said, without our code."""
-    return [json.loads(line) for line in raw(name).splitlines() if line.strip()]
 
 
 def parse_chunks(name: str, chunks: list[bytes], **finish: object) -> list[Event]:
@@ -127,20 +105,11 @@ def finish_args(name: str) -> dict[str, object]:
 
 @functools.cache
 def _events(name: str) -> tuple[Event, ...]:
-    return tuple(parse_chunks(name, [raw(name)], **finish_args(name)))
+    return tuple(parse_chunks(name, [raw(name, RECORDED)], **finish_args(name)))
 
 
 def events_of(name: str) -> list[Event]:
     return list(_events(name))
-
-
-def final_steps(events: list[Event]) -> list[Step]:
-    """Each step as its last StepChanged left it, in index order."""
-    last: dict[int, Step] = {}
-    for e in events:
-        if isinstance(e, StepChanged):
-            last[e.step.index] = e.step
-    return [last[i] for i in sorted(last)]
 
 
 def step(events: list[Event], index: int) -> Step:
@@ -154,32 +123,11 @@ def interval(s: Step) -> tuple[float, float]:
     return s.started_at, s.finished_at
 
 
-def lines(events: list[Event], step: int | None | EllipsisType = ...) -> list[tuple[str, str]]:
-    """(stream, text) of every log line, or of one step's (``step=None``: lines of no step)."""
-    return [(e.stream, e.text) for e in events if isinstance(e, LogLine) and (step is ... or e.step == step)]
-
-
-def output(events: list[Event], step: int | None | EllipsisType = ...) -> list[tuple[str, str]]:
-    """What commands printed (stdout and stderr lines), of one step or of all."""
-    return [(s, t) for s, t in lines(events, step) if s != "system"]
-
-
-def result(events: list[Event]) -> BuildResult:
-    results = [e for e in events if isinstance(e, BuildResult)]
-    assert len(results) == 1
-    assert events[-1] is results[0], "BuildResult comes last"
-    return results[0]
-
-
-def table(events: list[Event]) -> list[tuple[int, str, str, StepStatus, bool | None]]:
-    return [(s.index, s.stage, s.instruction, s.status, s.cached) for s in final_steps(events)]
-
-
 def engine_image_id(name: str) -> str:
     """The image the engine said it made: the last classic aux ID, BuildKit's moby.image.id."""
     ids = [
         d["aux"]["ID"]
-        for d in engine_documents(name)
+        for d in docs(name, RECORDED)
         if isinstance(d.get("aux"), dict) and d.get("id") in (None, "moby.image.id")
     ]
     assert ids, f"{name}: the engine named no image"
@@ -204,9 +152,9 @@ def split_at_random(data: bytes, rng: random.Random) -> list[bytes]:
 @pytest.mark.parametrize("name", RECORDINGS)
 def test_recording_is_a_raw_engine_body_of_its_builder(name: str) -> None:
     _, builder = split(name)
-    data = raw(name)
+    data = raw(name, RECORDED)
     assert data.endswith(b"}\r\n"), "the engine ends every document with CRLF"
-    documents = engine_documents(name)
+    documents = docs(name, RECORDED)
     assert list(iter_documents([data])) == documents
     is_buildkit = any(d.get("id") == "moby.buildkit.trace" for d in documents)
     assert is_buildkit == (builder == "buildkit")
@@ -350,7 +298,7 @@ def test_large_log_classic_recording_cuts_lines_across_engine_writes() -> None:
     # What makes the classic recording a test of line joining: the engine writes stdout in pipe-sized
     # pieces that end mid-line ("...stdou" + "t line 176 of 5000...").
     pieces = [
-        d["stream"] for d in engine_documents("large_log_classic") if "stdout line" in d.get("stream", "")
+        d["stream"] for d in docs("large_log_classic", RECORDED) if "stdout line" in d.get("stream", "")
     ]
     assert sum(not p.endswith("\n") for p in pieces) >= 3  # 5 in this recording
 
@@ -403,7 +351,7 @@ def test_error_multistage_failing_step_has_the_engines_error_and_its_output(buil
     assert output(events, 8) == FAILING_OUTPUT
     assert output(events) == FAILING_OUTPUT, "the other steps printed nothing"
     assert [s.index for s in final_steps(events) if s.status is FAILED] == [8]
-    engine_error = [d["errorDetail"]["message"] for d in engine_documents(name) if "errorDetail" in d]
+    engine_error = [d["errorDetail"]["message"] for d in docs(name, RECORDED) if "errorDetail" in d]
     assert engine_error == [ERRORS[builder]]
 
 
@@ -415,7 +363,7 @@ def test_error_multistage_build_has_the_error_and_no_image(builder: str) -> None
 
 
 def test_error_multistage_classic_has_no_image_although_the_first_stage_made_one() -> None:
-    stage_images = [d for d in engine_documents("error_multistage_classic") if isinstance(d.get("aux"), dict)]
+    stage_images = [d for d in docs("error_multistage_classic", RECORDED) if isinstance(d.get("aux"), dict)]
     assert len(stage_images) == 1
     assert result(events_of("error_multistage_classic")).image_id is None
 
@@ -445,13 +393,13 @@ def test_cancel_leaves_the_running_step_cancelled_with_its_ticks_and_no_image(bu
 
 
 def test_cancel_classic_stream_just_stops_mid_run() -> None:
-    last = engine_documents("cancel_classic")[-1]
+    last = docs("cancel_classic", RECORDED)[-1]
     assert last == {"stream": f"tick {TICKS_BEFORE_CANCEL['classic']}\n"}, "no error, no image: we hung up"
     assert step(events_of("cancel_classic"), 4).finished_at is not None
 
 
 def test_cancel_buildkit_step_ends_at_the_engines_time_of_the_cancel() -> None:
-    documents = engine_documents("cancel_buildkit")
+    documents = docs("cancel_buildkit", RECORDED)
     assert documents[-1]["errorDetail"] == {"message": "context canceled"}
     ticking = step(events_of("cancel_buildkit"), 4)
     assert ticking.duration_s is not None
@@ -502,7 +450,7 @@ def test_target_no_step_of_the_stage_after_the_target_appears(builder: str) -> N
 @pytest.mark.parametrize("seed", range(5))
 @pytest.mark.parametrize("name", RECORDINGS)
 def test_recording_split_at_random_points_gives_identical_events(name: str, seed: int) -> None:
-    data = raw(name)
+    data = raw(name, RECORDED)
     chunks = split_at_random(data, random.Random(f"{name}-{seed}"))
     assert b"".join(chunks) == data
     assert len(chunks) == 3 * math.ceil(len(data) / (64 * 1024)) + 1
