@@ -12,19 +12,6 @@ import { badgeKey, portsKey, portsList, runBadge, runIsBad, runLabel, runSeconds
 
 const $ = (id) => document.getElementById(id);
 
-// What an exit code usually means (templates/run.html has the same sentences).
-const EXIT_MEANINGS = {
-  0: "The command finished.",
-  1: "The program reported an error.",
-  2: "The program was called the wrong way (often a bad argument).",
-  125: "The engine could not run the container.",
-  126: "The command was found but could not be run (not executable?).",
-  127: "The command was not found in the image.",
-  130: "Interrupted (SIGINT).",
-  137: "Killed (SIGKILL): stopped by force, or out of memory.",
-  139: "It crashed (segmentation fault).",
-  143: "Terminated (SIGTERM).",
-};
 const NOTICES = {
   gone: "The container was removed outside Layerdeck (for example with docker rm). Its log up to then is kept below.",
   removed: "The container was removed from Layerdeck. Its log and this record are kept.",
@@ -147,7 +134,7 @@ function renderExit() {
     title.replaceChildren("Exited with code ", h("span", { class: "mono-num", "data-testid": "run-exit-code" }, known ? String(code) : "?"));
   }
   title.dataset.code = String(code);
-  let why = run.status === "exited" && known ? EXIT_MEANINGS[code] || "" : "";
+  let why = run.exit_meaning || "";
   if (run.status === "exited" && run.uptime_s !== null && run.uptime_s !== undefined) {
     why = `${why} It ran for ${formatUptime(runSeconds(run))}.`.trim();
   }

@@ -8,6 +8,20 @@ from typing import Any
 
 from webapp.models import Run, RunStatus, iso
 
+# What an exit code usually means, said on the run page under "Exited with code N".
+EXIT_MEANINGS = {
+    0: "The command finished.",
+    1: "The program reported an error.",
+    2: "The program was called the wrong way (often a bad argument).",
+    125: "The engine could not run the container.",
+    126: "The command was found but could not be run (not executable?).",
+    127: "The command was not found in the image.",
+    130: "Interrupted (SIGINT).",
+    137: "Killed (SIGKILL): stopped by force, or out of memory.",
+    139: "It crashed (segmentation fault).",
+    143: "Terminated (SIGTERM).",
+}
+
 
 def run_to_dict(run: Run, *, tag: str | None = None) -> dict[str, Any]:
     ports = json.loads(run.ports or "[]")
@@ -22,6 +36,8 @@ def run_to_dict(run: Run, *, tag: str | None = None) -> dict[str, Any]:
         "id": run.id,
         "status": run.status,
         "exit_code": run.exit_code,
+        "exit_meaning": EXIT_MEANINGS.get(run.exit_code) if run.status == RunStatus.EXITED and
+        run.exit_code is not None else None,
         "container_id": run.container_id,
         "name": run.name,
         "image": run.image,
