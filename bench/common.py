@@ -3,14 +3,12 @@ multipart bodies streamed from disk, and small statistics."""
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import socket
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 import uuid
@@ -22,28 +20,15 @@ from typing import IO, Any
 import docker
 import requests
 
+from tests.helpers import ensure_base_image
+
 ROOT = Path(__file__).resolve().parent.parent
 BUSYBOX = Path("/bin/busybox")
 
 
 def base_image(client: docker.APIClient) -> str:
-    """The same locally made busybox base image the tests use (FROM scratch + static busybox)."""
-    data = BUSYBOX.read_bytes()
-    tag = f"layerdeck-test/busybox:{hashlib.sha256(data).hexdigest()[:12]}"
-    if client.images(name=tag):
-        return tag
-    dockerfile = 'FROM scratch\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox","--install","-s","/bin"]\n' \
-                 'LABEL layerdeck.test="base"\n'
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
-        for name, raw, mode in (("Dockerfile", dockerfile.encode(), 0o644), ("busybox", data, 0o755)):
-            info = tarfile.TarInfo(name)
-            info.size, info.mode = len(raw), mode
-            tar.addfile(info, io.BytesIO(raw))
-    buf.seek(0)
-    for _ in client.build(fileobj=buf, custom_context=True, tag=tag, rm=True, forcerm=True, decode=True):
-        pass
-    return tag
+    """The same locally made busybox base image the tests use."""
+    return ensure_base_image(client)
 
 
 def free_port() -> int:

@@ -3,10 +3,7 @@ a busybox base image made locally (no registry here), and removal of exactly wha
 
 from __future__ import annotations
 
-import hashlib
-import io
 import shutil
-import tarfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +15,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.serving import make_server
 
+from tests.helpers import ensure_base_image
 from webapp import create_app, start_background
 
 BUSYBOX = Path("/bin/busybox")
@@ -37,29 +35,8 @@ def docker_client() -> Iterator[docker.DockerClient]:
 
 @pytest.fixture(scope="session")
 def base_image(docker_client: docker.DockerClient) -> str:
-    """A tiny base image with a shell and httpd: FROM scratch + static busybox. Kept between runs (it is
-    labelled, and named by the busybox binary's digest, so a changed busybox gives a new one)."""
-    data = BUSYBOX.read_bytes()
-    tag = f"layerdeck-test/busybox:{hashlib.sha256(data).hexdigest()[:12]}"
-    try:
-        docker_client.images.get(tag)
-        return tag
-    except docker.errors.ImageNotFound:
-        pass
-    dockerfile = (
-        "FROM scratch\nCOPY busybox /bin/busybox\n"
-        'RUN ["/bin/busybox","--install","-s","/bin"]\n'
-        f'LABEL {TEST_LABEL}="base"\n'
-    )
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
-        for name, raw, mode in (("Dockerfile", dockerfile.encode(), 0o644), ("busybox", data, 0o755)):
-            info = tarfile.TarInfo(name)
-            info.size, info.mode = len(raw), mode
-            tar.addfile(info, io.BytesIO(raw))
-    buf.seek(0)
-    docker_client.images.build(fileobj=buf, custom_context=True, tag=tag, rm=True, forcerm=True)
-    return tag
+    """A tiny base image with a shell and httpd (see tests.helpers.ensure_base_image)."""
+    return ensure_base_image(docker_client.api)
 
 
 def _make_app(tmp_path: Path, **config: Any) -> Flask:
