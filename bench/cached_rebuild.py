@@ -20,9 +20,8 @@ import time
 from pathlib import Path
 
 import docker
-import requests
 
-from bench.common import base_image, layerdeck_server, median, upload_raw
+from bench.common import API, base_image, layerdeck_server, median, upload_raw
 from tests.wsclient import WSClient
 
 FILES = 2000
@@ -67,7 +66,7 @@ def via_layerdeck(url: str, tar: Path, tag: str, builder: str, *, digest_first: 
         # What a script that rebuilds the same archive can do: name it by its sha256 (computed here, inside
         # the timing) and send no body; Layerdeck answers 409 when it must send the archive after all.
         digest = hashlib.sha256(tar.read_bytes()).hexdigest()
-        response = requests.post(url + "/api/v1/builds", params={**params, "context_digest": digest},
+        response = API.post(url + "/api/v1/builds", params={**params, "context_digest": digest},
                                  timeout=60)
         response.raise_for_status()
         created = response.json()

@@ -13,15 +13,14 @@ import json
 import time
 
 import docker
-import requests
 
-from bench.common import base_image, layerdeck_server, median
+from bench.common import API, base_image, layerdeck_server, median
 from tests.wsclient import WSClient
 
 
 def one(url: str, base: str, builder: str, n: int) -> float:
     dockerfile = f"FROM {base}\nRUN echo cancel-{builder}-{n}-{time.time()} && echo started && sleep 30\n"
-    created = requests.post(url + "/api/v1/builds", files={"dockerfile_text": (None, dockerfile)},
+    created = API.post(url + "/api/v1/builds", files={"dockerfile_text": (None, dockerfile)},
                             data={"builder": builder}, timeout=30).json()
     ws = WSClient(url.replace("http://", "ws://") + created["ws_url"], timeout=60)
     try:
@@ -30,7 +29,7 @@ def one(url: str, base: str, builder: str, n: int) -> float:
             if message["type"] == "log" and message["text"] == "started":
                 break
         asked = time.perf_counter()
-        requests.post(url + f"/api/v1/builds/{created['id']}/cancel", timeout=30).raise_for_status()
+        API.post(url + f"/api/v1/builds/{created['id']}/cancel", timeout=30).raise_for_status()
         while (data := ws.receive()) is not None:
             message = json.loads(data)
             if message["type"] == "end":

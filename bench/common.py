@@ -4,16 +4,11 @@ multipart bodies streamed from disk, and small statistics."""
 from __future__ import annotations
 
 import io
-import os
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -21,6 +16,8 @@ import docker
 import requests
 
 from tests.helpers import ensure_base_image
+from tests.served import Served, layerdeck_serve
+from tests.wsclient import SERVER_HEADERS
 
 ROOT = Path(__file__).resolve().parent.parent
 BUSYBOX = Path("/bin/busybox")
@@ -31,17 +28,16 @@ def base_image(client: docker.APIClient) -> str:
     return ensure_base_image(client)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+# Every request a benchmark makes goes through this session, which carries the served admin's API token
+# (Layerdeck refuses anonymous callers); websockets get it from tests.wsclient.SERVER_HEADERS.
+API = requests.Session()
 
 
 class Server:
-    def __init__(self, proc: subprocess.Popen[bytes], url: str, data_dir: Path) -> None:
-        self.proc = proc
-        self.url = url
-        self.data_dir = data_dir
+    def __init__(self, served: Served) -> None:
+        self.proc = served.proc
+        self.url = served.url
+        self.data_dir = served.data_dir
 
     def worker_pid(self) -> int:
         """gunicorn's worker (the process that serves requests and runs builds)."""
@@ -55,37 +51,18 @@ class Server:
 
 @contextmanager
 def layerdeck_server(**env: str) -> Iterator[Server]:
-    """`layerdeck serve` on a free port with its own data folder; removes its images afterwards."""
+    """`layerdeck serve` on a free port with its own data folder, signed in as its admin; removes its
+    images afterwards (tests/served.py)."""
     data_dir = Path(tempfile.mkdtemp(prefix="layerdeck-bench-"))
-    port = free_port()
-    environ = {**os.environ, "LAYERDECK_DATA_DIR": str(data_dir), "LAYERDECK_PORT": str(port), **env}
-    log = open(data_dir / "server.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "webapp.cli", "serve"], env=environ, cwd=ROOT,
-                            stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(200):
-            try:
-                requests.get(url + "/api/v1/health", timeout=1)
-                break
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        else:
-            raise RuntimeError(f"layerdeck serve did not start; see {data_dir / 'server.log'}")
-        yield Server(proc, url, data_dir)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
-        client = docker.from_env()
-        for image in client.images.list(filters={"label": f"layerdeck.instance={_instance(data_dir)}"}):
-            with suppress(docker.errors.APIError):
-                client.images.remove(image.id, force=True)
-
-
-def _instance(data_dir: Path) -> str:
-    path = data_dir / "instance-id"
-    return path.read_text().strip() if path.exists() else uuid.uuid4().hex
+    with layerdeck_serve(data_dir, **env) as served:
+        netloc = served.url.removeprefix("http://")
+        SERVER_HEADERS[netloc] = served.auth("admin")
+        API.headers["Authorization"] = f"Bearer {served.tokens['admin']}"
+        try:
+            yield Server(served)
+        finally:
+            SERVER_HEADERS.pop(netloc, None)
+            API.headers.pop("Authorization", None)
 
 
 class MultipartFile:
@@ -123,7 +100,7 @@ class MultipartFile:
 
 def upload(server_url: str, path: Path, fields: dict[str, str] | None = None) -> dict[str, Any]:
     body = MultipartFile(path, fields)
-    response = requests.post(server_url + "/api/v1/builds", data=body,
+    response = API.post(server_url + "/api/v1/builds", data=body,
                              headers={"Content-Type": body.content_type}, timeout=600)
     response.raise_for_status()
     result: dict[str, Any] = response.json()
@@ -133,7 +110,7 @@ def upload(server_url: str, path: Path, fields: dict[str, str] | None = None) ->
 def upload_raw(server_url: str, path: Path, params: dict[str, str] | None = None) -> dict[str, Any]:
     """The archive as the request body, options in the query string (see docs/API.md)."""
     with path.open("rb") as body:
-        response = requests.post(server_url + "/api/v1/builds", params=params or {}, data=body,
+        response = API.post(server_url + "/api/v1/builds", params=params or {}, data=body,
                                  headers={"Content-Type": "application/x-tar"}, timeout=600)
     response.raise_for_status()
     result: dict[str, Any] = response.json()

@@ -3,6 +3,7 @@ a busybox base image made locally (no registry here), and removal of exactly wha
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import threading
 from collections.abc import Iterator
@@ -15,7 +16,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.serving import make_server
 
-from tests.helpers import ensure_base_image
+from tests.helpers import TokenClient, add_user, ensure_base_image
+from tests.wsclient import SERVER_HEADERS
 from webapp import create_app, start_background
 
 BUSYBOX = Path("/bin/busybox")
@@ -48,6 +50,9 @@ def _make_app(tmp_path: Path, **config: Any) -> Flask:
     app = create_app(settings)
     with app.app_context():
         upgrade()
+    # Every test client signs its requests as this admin unless a test asks otherwise (tests/helpers.py).
+    app.test_client_class = TokenClient
+    app.extensions["test.tokens"] = {"admin": add_user(app, "admin", "admin")}
     return app
 
 
@@ -81,10 +86,8 @@ def remove_engine_objects(app: Flask) -> None:
     for container in client.containers.list(all=True, filters={"label": label}):
         container.remove(force=True)
     for image in client.images.list(filters={"label": label}):
-        try:
+        with contextlib.suppress(docker.errors.APIError):
             client.images.remove(image.id, force=True)
-        except docker.errors.APIError:
-            pass
     client.close()
 
 
@@ -104,7 +107,10 @@ def live_server(app: Flask) -> Iterator[str]:
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
+    netloc = f"127.0.0.1:{server.server_port}"
+    SERVER_HEADERS[netloc] = [("Authorization", f"Bearer {app.extensions['test.tokens']['admin']}")]
+    yield f"http://{netloc}"
+    SERVER_HEADERS.pop(netloc, None)
     server.shutdown()
     thread.join(timeout=5)
 

@@ -113,3 +113,46 @@ def build_ok(client: FlaskClient, archive: bytes | None = None, **kwargs: Any) -
 def step_states(build: dict[str, Any]) -> list[tuple[str, bool | None]]:
     """(instruction, cached) for every step, in order."""
     return [(s["instruction"], s["cached"]) for s in build["steps"]]
+
+
+# --- people ------------------------------------------------------------------------------------------------
+
+PASSWORD = "correct horse battery staple"
+_password_hash: str | None = None
+
+
+def password_hash() -> str:
+    """One argon2id hash of PASSWORD for every test account: hashing costs ~0.2 s, and a test needs it once."""
+    global _password_hash
+    if _password_hash is None:
+        from webapp.auth.accounts import hash_password
+
+        _password_hash = hash_password(PASSWORD)
+    return _password_hash
+
+
+def add_user(app: Flask, name: str, role: str) -> str:
+    """An account with PASSWORD (unless it exists: a restarted app on the same data) and a new API token
+    for it; returns the token."""
+    from webapp.auth import accounts, credentials
+
+    with app.app_context():
+        user = accounts.user_by_name(name) or accounts.create_user(name, role, password_hash=password_hash())
+        secret, _ = credentials.create_token(user, f"{name} tests", None)
+    return secret
+
+
+class TokenClient(FlaskClient):
+    """A test client that signs its requests with a bearer token: the app's admin's unless told otherwise
+    (`app.test_client(token=None)` is anonymous)."""
+
+    def __init__(self, *args: Any, token: str | None | bool = True, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if token is True:
+            token = self.application.extensions["test.tokens"]["admin"]
+        if token:
+            self.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}

@@ -7,6 +7,7 @@ this instead: every frame the server sent is returned, then None at close.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from collections import deque
 from urllib.parse import urlsplit
@@ -21,10 +22,16 @@ from wsproto.events import (
     TextMessage,
 )
 
+# Handshake headers per "host:port" for servers the tests start (tests/conftest.py's live_server registers
+# its admin's token here), so a test opening a socket need not thread the token through every call.
+SERVER_HEADERS: dict[str, list[tuple[str, str]]] = {}
+
 
 class WSClient:
     def __init__(self, url: str, timeout: float = 60, headers: list[tuple[str, str]] | None = None) -> None:
         parts = urlsplit(url)
+        if headers is None:
+            headers = SERVER_HEADERS.get(parts.netloc, [])
         target = parts.path + (f"?{parts.query}" if parts.query else "")
         self.sock = socket.create_connection((parts.hostname, parts.port or 80), timeout=timeout)
         self.ws = WSConnection(ConnectionType.CLIENT)
@@ -62,10 +69,8 @@ class WSClient:
                 self.sock.sendall(self.ws.send(event.response()))
             elif isinstance(event, CloseConnection):
                 self.close_code = event.code
-                try:
+                with contextlib.suppress(OSError):
                     self.sock.sendall(self.ws.send(event.response()))
-                except OSError:
-                    pass
                 self.closed = True
         if not data:
             self.closed = True

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
+import os
+import secrets
 import shutil
 import uuid
 from pathlib import Path
@@ -52,10 +55,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config["SOCK_SERVER_OPTIONS"] = {"ping_interval": app.config["WS_PING_INTERVAL"]}
     app.json.sort_keys = False  # type: ignore[attr-defined]
     data_dir.mkdir(parents=True, exist_ok=True)
-    # Uploads of a process that died mid-request are never finished: start with an empty tmp folder.
-    shutil.rmtree(data_dir / "tmp", ignore_errors=True)
-    (data_dir / "tmp").mkdir()
+    (data_dir / "tmp").mkdir(exist_ok=True)
     app.config["INSTANCE_ID"] = instance_id(data_dir)
+    app.config["SECRET_KEY_BYTES"] = secret_key(data_dir)
 
     from webapp.db import configure_sqlite
     from webapp.extensions import db, migrate, sock
@@ -66,7 +68,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     with app.app_context():
         configure_sqlite(db.engine)
 
-    from webapp import health
+    if app.config["PROXIES"]:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        n = app.config["PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n)  # type: ignore[method-assign]
+
+    from webapp import auth, health
     from webapp.builds import views as build_views
     from webapp.builds import ws as build_ws
     from webapp.runs import views as run_views
@@ -77,6 +85,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(run_views.bp)
     app.register_blueprint(run_ws.bp)
     app.register_blueprint(health.bp)
+    auth.init_app(app)
     _register_error_handlers(app)
     _register_context(app)
 
@@ -111,6 +120,11 @@ def start_background(app: Flask) -> None:
     runner = app.extensions["layerdeck.runner"]
     journal = app.extensions["layerdeck.journal"]
     runs = app.extensions["layerdeck.runs"]
+    # Uploads of a process that died mid-request are never finished: start with an empty tmp folder.
+    # (Here, not in create_app: `layerdeck create-user` beside a running server must not touch its uploads.)
+    tmp = Path(app.config["DATA_DIR"]) / "tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
     settle_interrupted(app, journal)
     journal.sync()
     runner.start()
@@ -137,6 +151,17 @@ def instance_id(data_dir: Path) -> str:
     return path.read_text().strip()
 
 
+def secret_key(data_dir: Path) -> bytes:
+    """A random key only this Layerdeck's data knows (digests of secret build args), readable by its owner only."""
+    path = data_dir / "secret-key"
+    if not path.exists():
+        with contextlib.suppress(FileExistsError):  # another process made it first
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_hex(32) + "\n")
+    return bytes.fromhex(path.read_text().strip())
+
+
 def _wants_json() -> bool:
     if request.path.startswith("/api/"):
         return True
@@ -146,9 +171,10 @@ def _wants_json() -> bool:
 
 def _register_error_handlers(app: Flask) -> None:
     def respond(status: int, code: str, message: str, extra: dict[str, Any] | None = None) -> Any:
+        headers = {"WWW-Authenticate": 'Bearer realm="layerdeck"'} if status == 401 else {}
         if _wants_json():
-            return jsonify({"error": {"code": code, "message": message, **(extra or {})}}), status
-        return render_template("error.html", status=status, message=message, code=code), status
+            return jsonify({"error": {"code": code, "message": message, **(extra or {})}}), status, headers
+        return render_template("error.html", status=status, message=message, code=code), status, headers
 
     @app.errorhandler(LayerdeckError)
     def _layerdeck_error(exc: LayerdeckError) -> Any:

@@ -1,4 +1,4 @@
-"""The `layerdeck` command: serve, db upgrade, settings."""
+"""The `layerdeck` command: serve, create-user, create-token, db upgrade, settings."""
 
 from __future__ import annotations
 
@@ -67,10 +67,104 @@ def serve(host: str, port: int, threads: int) -> None:
         def load(self) -> Any:
             app = create_app()
             start_background(app)
+            token = open_setup(app)
+            if token:
+                shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+                print("\nNo account exists yet. Open this one-time link to create the first admin:\n"
+                      f"    {base_url(shown, port)}/setup/{token}\n"
+                      "(or run `layerdeck create-user NAME --role admin`)\n", flush=True)
             return app
 
-    print(f"Layerdeck is serving on http://{host}:{port}", flush=True)
+    from webapp.auth import open_setup
+
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"WARNING: Layerdeck listens on {host}: everyone who can reach this port can try to sign in, and "
+              "every account that can build or run controls the Docker engine, which is root on this host. "
+              "Put it behind HTTPS (docs/DEPLOY.md) and give out member and admin accounts with care.",
+              file=sys.stderr, flush=True)
+    print(f"Layerdeck is serving on {base_url(host, port)}", flush=True)
     Server().run()
+
+
+def base_url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def read_new_password(from_stdin: bool) -> str:
+    """A new password typed twice at a prompt, or read from standard input (one line; if a second line
+    follows, it must match)."""
+    if from_stdin:
+        lines = sys.stdin.read().splitlines()
+        if not lines:
+            raise ValueError("no password on standard input")
+        if len(lines) > 1 and lines[1] != lines[0]:
+            raise ValueError("the two passwords on standard input differ")
+        return lines[0]
+    import getpass
+
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Password again: ") != first:
+        raise ValueError("the two passwords differ")
+    return first
+
+
+def create_user_command(name: str, role: str, from_stdin: bool) -> int:
+    from webapp import create_app
+    from webapp.auth import accounts, audit
+    from webapp.errors import LayerdeckError
+
+    upgrade_database()
+    app = create_app()
+    with app.app_context():
+        try:
+            accounts.validate_name(name)
+            accounts.validate_role(role)
+            if accounts.user_by_name(name) is not None:
+                raise LayerdeckError(f'There is already a user named "{accounts.normalise_name(name)}".')
+            password = read_new_password(from_stdin)
+            user = accounts.create_user(name, role, password)
+        except (ValueError, LayerdeckError) as exc:
+            print(f"layerdeck: {getattr(exc, 'message', exc)}", file=sys.stderr)
+            return 1
+        audit.record("user.create", f"user {user.name}", detail={"role": user.role}, via="cli")
+        print(f"Created {user.role} {user.name}.")
+    return 0
+
+
+def create_token_command(name: str, user_name: str | None) -> int:
+    from sqlalchemy import select
+
+    from webapp import create_app
+    from webapp.auth import accounts, audit, credentials
+    from webapp.errors import LayerdeckError
+    from webapp.extensions import db
+    from webapp.models import Role, User
+
+    upgrade_database()
+    app = create_app()
+    with app.app_context():
+        if user_name:
+            user = accounts.user_by_name(user_name)
+            if user is None:
+                print(f'layerdeck: there is no user named "{user_name}".', file=sys.stderr)
+                return 1
+        else:
+            user = db.session.scalars(select(User).where(User.role == Role.ADMIN, User.disabled.is_(False))
+                                      .order_by(User.id).limit(1)).first()
+            if user is None:
+                print("layerdeck: there is no admin yet; create one with `layerdeck create-user NAME --role admin`, "
+                      "or name the token's user with --user.", file=sys.stderr)
+                return 1
+        try:
+            secret, token = credentials.create_token(user, name, None)
+        except LayerdeckError as exc:
+            print(f"layerdeck: {exc.message}", file=sys.stderr)
+            return 1
+        audit.record("token.create", f"token {token.name}", detail={"user": user.name, "prefix": token.prefix},
+                     via="cli")
+        print(f"Token {token.name!r} for {user.role} {user.name}. It is shown only now; keep it safe:", file=sys.stderr)
+        print(secret)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,6 +174,13 @@ def main(argv: list[str] | None = None) -> int:
     p_serve.add_argument("--host", help="address to listen on (LAYERDECK_HOST)")
     p_serve.add_argument("--port", type=int, help="port to listen on (LAYERDECK_PORT)")
     p_serve.add_argument("--threads", type=int, help="request threads (LAYERDECK_THREADS)")
+    p_user = sub.add_parser("create-user", help="add an account (asks for its password twice)")
+    p_user.add_argument("name")
+    p_user.add_argument("--role", default="member", help="admin, member or viewer (default: member)")
+    p_user.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    p_token = sub.add_parser("create-token", help="make an API token; prints it alone on its last line")
+    p_token.add_argument("name", help="what the token is for, such as 'ci deploy'")
+    p_token.add_argument("--user", help="whose token it is (default: the first admin)")
     p_db = sub.add_parser("db", help="database maintenance")
     p_db.add_argument("action", choices=["upgrade"])
     p_settings = sub.add_parser("settings", help="list every setting with its default")
@@ -102,6 +203,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "db":
         upgrade_database()
         return 0
+    if args.command == "create-user":
+        return create_user_command(args.name, args.role, args.password_stdin)
+    if args.command == "create-token":
+        return create_token_command(args.name, args.user)
     host = args.host or settings["HOST"]
     port = args.port or settings["PORT"]
     upgrade_database()

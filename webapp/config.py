@@ -61,6 +61,27 @@ def parse_port_range(text: str) -> tuple[int, int]:
     return low, high
 
 
+def parse_tag_policy(text: str) -> str:
+    value = text.strip().lower()
+    if value not in ("protect-foreign", "protect-others", "open"):
+        raise ValueError("expected protect-foreign, protect-others or open")
+    return value
+
+
+def parse_count(text: str) -> int:
+    value = int(text.strip())
+    if value < 0:
+        raise ValueError("expected a whole number of 0 or more")
+    return value
+
+
+def parse_public_url(text: str) -> str:
+    value = text.strip().rstrip("/")
+    if value and not re.match(r"^https?://[^/\s]+\Z", value):
+        raise ValueError("expected the address people open, such as https://layerdeck.example.com")
+    return value
+
+
 def parse_cpus(text: str) -> float:
     value = float(text.strip())
     if not 0 < value <= 1024:
@@ -117,6 +138,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("RUN_MEMORY", "512M", parse_size, "Memory limit of every container Layerdeck runs."),
     Setting("RUN_CPUS", "1", parse_cpus, "CPU limit of every container Layerdeck runs."),
     Setting("RUN_PIDS", "256", parse_positive_int, "Most processes a container Layerdeck runs may have."),
+    Setting("SESSION_HOURS", "12", parse_seconds,
+            "Hours a sign-in lasts; then the browser is asked to sign in again."),
+    Setting("PUBLIC_URL", "", parse_public_url,
+            "The address people open Layerdeck at, behind a proxy that rewrites the Host header; requests "
+            "and websockets from pages of this origin are accepted as Layerdeck's own."),
+    Setting("PROXIES", "0", parse_count,
+            "Reverse proxies in front of Layerdeck whose X-Forwarded-For/-Proto/-Host are trusted (0: none). "
+            "Set it to 1 behind one proxy, so addresses in the audit log and Secure cookies are right."),
+    Setting("TAG_POLICY", "protect-foreign", parse_tag_policy,
+            "Which tags a build may write: `protect-foreign` refuses a tag held by an image Layerdeck did not "
+            "build; `protect-others` also refuses one last built by another person (admins excepted); "
+            "`open` allows any."),
     Setting("WS_PING_INTERVAL", "20", parse_seconds,
             "Seconds between keep-alive pings on idle websockets, so proxies keep them open."),
 )

@@ -45,3 +45,18 @@ class Conflict(LayerdeckError):
 class EngineUnavailable(LayerdeckError):
     status = 503
     code = "engine_unavailable"
+
+
+class Unauthenticated(LayerdeckError):
+    status = 401
+    code = "unauthenticated"
+
+
+class Forbidden(LayerdeckError):
+    status = 403
+    code = "forbidden"
+
+
+class TooManyAttempts(LayerdeckError):
+    status = 429
+    code = "too_many_attempts"

@@ -8,6 +8,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, jsonify
 from sqlalchemy import text
 
+from webapp.auth.access import Level, access
 from webapp.errors import EngineUnavailable
 from webapp.extensions import db
 
@@ -32,6 +33,7 @@ def engine_status(app: Flask, *, fresh: bool = False) -> dict[str, Any]:
 
 
 @bp.get("/api/v1/health")
+@access(Level.PUBLIC)
 def health() -> Response:
     docker = engine_status(current_app._get_current_object(), fresh=True)  # type: ignore[attr-defined]
     try:

@@ -61,6 +61,11 @@ class Build(db.Model):  # type: ignore[name-defined]
     log_truncated: Mapped[bool] = mapped_column(Boolean, default=False)
     # Seconds the cache saved: each cached step credited with its time when it was last really built.
     saved_s: Mapped[float | None] = mapped_column(Float)
+    # Who asked for it (NULL for builds made before accounts existed).
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
+    # Secret-looking build args: their names with a keyed digest of each value. The values themselves are
+    # never stored (build_args holds a mask); a running build gets them from memory.
+    secret_args: Mapped[str] = mapped_column(Text, default="{}")
 
     steps: Mapped[list[Step]] = relationship(
         back_populates="build", order_by="Step.index", cascade="all, delete-orphan"
@@ -154,6 +159,7 @@ class Run(db.Model):  # type: ignore[name-defined]
     finished_at: Mapped[float | None] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text)
     created_from: Mapped[str | None] = mapped_column(String(64))  # the address that asked for it
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
     log_bytes: Mapped[int] = mapped_column(Integer, default=0)
     log_truncated: Mapped[bool] = mapped_column(Boolean, default=False)
 
@@ -169,3 +175,70 @@ class RunEvent(db.Model):  # type: ignore[name-defined]
     seq: Mapped[int] = mapped_column(Integer)
     type: Mapped[str] = mapped_column(String(8))
     data: Mapped[str] = mapped_column(Text)
+
+
+class Role(StrEnum):
+    """What a person may do: admin everything; member build and run (and stop their own runs); viewer read."""
+
+    ADMIN = "admin"
+    MEMBER = "member"
+    VIEWER = "viewer"
+
+
+class User(db.Model):  # type: ignore[name-defined]
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)  # stored lower-case
+    password_hash: Mapped[str] = mapped_column(String(255))  # argon2id
+    role: Mapped[str] = mapped_column(String(16), default=Role.MEMBER)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[float] = mapped_column(Float)
+    last_login_at: Mapped[float | None] = mapped_column(Float)
+
+
+class LoginSession(db.Model):  # type: ignore[name-defined]
+    """A signed-in browser. The cookie holds a random id; only its digest is stored."""
+
+    __tablename__ = "sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float)
+    address: Mapped[str | None] = mapped_column(String(64))
+
+
+class ApiToken(db.Model):  # type: ignore[name-defined]
+    """A token for scripts, acting as its user. Shown once; only its digest is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))  # the first characters, to tell tokens apart
+    created_at: Mapped[float] = mapped_column(Float)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    last_used_at: Mapped[float | None] = mapped_column(Float)
+    last_used_from: Mapped[str | None] = mapped_column(String(64))
+    revoked_at: Mapped[float | None] = mapped_column(Float)
+
+
+class AuditEvent(db.Model):  # type: ignore[name-defined]
+    """Who did what, when, from where. Names are copied so the record outlives renamed or removed users."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[float] = mapped_column(Float, index=True)
+    user_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    user_name: Mapped[str | None] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32), index=True)
+    target: Mapped[str | None] = mapped_column(String(128))  # e.g. "build 12", "run 3", "user alice"
+    detail: Mapped[str] = mapped_column(Text, default="{}")  # JSON object
+    address: Mapped[str | None] = mapped_column(String(64))
+    via: Mapped[str | None] = mapped_column(String(80))  # "session", "token <name>", "cli"

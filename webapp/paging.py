@@ -13,14 +13,14 @@ from webapp.extensions import db
 PAGE_SIZE = 50
 
 
-def newest_first(model: Any) -> tuple[list[Any], int | None]:
-    """(rows, the `before` of the next page or None)."""
+def newest_first(model: Any, *where: Any) -> tuple[list[Any], int | None]:
+    """(rows, the `before` of the next page or None), of the rows matching every condition in `where`."""
     try:
         limit = min(max(int(request.args.get("limit", PAGE_SIZE)), 1), 500)
         before = int(request.args["before"]) if request.args.get("before") else None
     except ValueError:
         raise BadRequest("limit and before must be whole numbers.", code="invalid_query") from None
-    query = select(model).order_by(model.id.desc()).limit(limit + 1)
+    query = select(model).where(*where).order_by(model.id.desc()).limit(limit + 1)
     if before is not None:
         query = query.where(model.id < before)
     rows = list(db.session.scalars(query))

@@ -4,7 +4,7 @@
 // never markup).
 
 import { renderAnsi } from "./ansi.js";
-import { copyButton, flash, h, icon, readApiError } from "./dom.js";
+import { copyButton, flash, h, icon, readApiError, csrfHeaders } from "./dom.js";
 import { liveFeed } from "./live.js";
 import { formatBytes, formatDuration, formatElapsed, plural, secondsSince } from "./time.js";
 
@@ -822,7 +822,7 @@ $("rebuild").addEventListener("click", async () => {
   button.classList.add("is-busy");
   button.querySelector(".btn__label").textContent = "Starting…";
   try {
-    const res = await fetch(button.dataset.url, { method: "POST", headers: { Accept: "application/json" } });
+    const res = await fetch(button.dataset.url, { method: "POST", headers: csrfHeaders({ Accept: "application/json" }) });
     if (res.status === 202 || res.ok) {
       const body = await res.json();
       if (body && body.url) {
@@ -862,7 +862,7 @@ $("cancel").addEventListener("click", async () => {
   cancelling = true;
   renderCancel();
   try {
-    const res = await fetch($("cancel").dataset.url, { method: "POST", headers: { Accept: "application/json" } });
+    const res = await fetch($("cancel").dataset.url, { method: "POST", headers: csrfHeaders({ Accept: "application/json" }) });
     if (res.status === 202 || res.ok) return; // "Cancelling…" until the status and end messages say how it ended
     const err = await readApiError(res, {
       409: "This build has already ended, so there is nothing to cancel.",

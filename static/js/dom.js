@@ -101,7 +101,15 @@ export async function readApiError(response, fallbacks = {}) {
   return parseApiError(response.status, text, fallbacks);
 }
 
+/** Headers for a request that changes something: the page's CSRF token (from its meta tag) added. */
+export function csrfHeaders(headers = {}) {
+  const meta = document.querySelector('meta[name="csrf-token"]');
+  return meta ? { ...headers, "X-CSRF-Token": meta.content } : { ...headers };
+}
+
 export function defaultMessage(status) {
+  if (status === 401) return "Your sign-in has ended. Reload the page to sign in again.";
+  if (status === 403) return "Your account is not allowed to do that.";
   if (status === 413) return "The upload is too large for this server.";
   if (status === 503) return "The Docker engine is not answering, so builds cannot start right now.";
   if (status === 404) return "Not found.";

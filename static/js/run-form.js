@@ -5,7 +5,7 @@
 // The Run button appears when the build has succeeded, also when that happens while the page is open:
 // build.js keeps #build[data-status] current, and this module watches it.
 
-import { h, icon, readApiError } from "./dom.js";
+import { h, icon, readApiError, csrfHeaders } from "./dom.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -422,7 +422,7 @@ form.addEventListener("submit", async (e) => {
   try {
     const res = await fetch("/api/v1/runs", {
       method: "POST",
-      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      headers: csrfHeaders({ "Content-Type": "application/json", Accept: "application/json" }),
       body: JSON.stringify(body),
     });
     if (res.ok) {

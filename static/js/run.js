@@ -5,7 +5,7 @@
 // markup).
 
 import { renderAnsi, stripAnsi } from "./ansi.js";
-import { copyButton, flash, h, readApiError } from "./dom.js";
+import { copyButton, flash, h, readApiError, csrfHeaders } from "./dom.js";
 import { liveFeed } from "./live.js";
 import { formatAbsolute, formatClock, formatUptime, hydrateTimes, liveUptime, plural } from "./time.js";
 import { badgeKey, portsKey, portsList, runBadge, runIsBad, runLabel, runSeconds, setUptime } from "./run-ui.js";
@@ -327,7 +327,7 @@ async function act(kind, button, { method, url, busyLabel, fallbacks, done }) {
   setBusy(button, busyLabel);
   for (const other of [$("stop"), $("restart"), $("remove")]) if (other !== button) other.disabled = true;
   try {
-    const res = await fetch(url, { method, headers: { Accept: "application/json" } });
+    const res = await fetch(url, { method, headers: csrfHeaders({ Accept: "application/json" }) });
     if (res.ok) {
       const body = await res.json().catch(() => null);
       const before = run.status;

@@ -1,7 +1,7 @@
 // The "New build" form: pick or drop a build context (archive, folder, or pasted Dockerfile), set the
 // options, and POST it to /api/v1/builds with an upload progress bar. See docs/API.md.
 
-import { h, icon, parseApiError } from "./dom.js";
+import { h, icon, parseApiError, csrfHeaders } from "./dom.js";
 import { formatBytes, formatMB, plural } from "./time.js";
 import { folderToTar } from "./tar.js";
 
@@ -504,7 +504,7 @@ function submit() {
   state.xhr = xhr;
   const request = buildRequest();
   xhr.open("POST", request.url);
-  xhr.setRequestHeader("Accept", "application/json");
+  for (const [name, value] of Object.entries(csrfHeaders({ Accept: "application/json" }))) xhr.setRequestHeader(name, value);
   if (request.contentType) xhr.setRequestHeader("Content-Type", request.contentType);
   xhr.upload.addEventListener("progress", (e) => setProgress(e.loaded, e.lengthComputable ? e.total : 0));
   xhr.upload.addEventListener("load", () => setProgress(1, 1));

@@ -3,62 +3,26 @@
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import docker
 import pytest
-import requests
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import PASSWORD
+from tests.served import Served, layerdeck_serve
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 SHOTS = Path(os.environ.get("LAYERDECK_SHOTS", "/tmp/layerdeck-shots"))
 
 
-@dataclass
-class Served:
-    url: str
-    data_dir: Path
-
-
 @pytest.fixture
 def served(tmp_path: Path, base_image: str) -> Iterator[Served]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    data_dir = tmp_path / "data"
-    env = {**os.environ, "LAYERDECK_DATA_DIR": str(data_dir), "LAYERDECK_PORT": str(port)}
-    log = (tmp_path / "server.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "webapp.cli", "serve"], env=env, cwd=ROOT, stdout=log,
-                            stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(150):
-            try:
-                requests.get(url + "/api/v1/health", timeout=2)
-                break
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        yield Served(url, data_dir)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
-        instance = (data_dir / "instance-id").read_text().strip()
-        client = docker.from_env()
-        for image in client.images.list(filters={"label": f"layerdeck.instance={instance}"}):
-            try:
-                client.images.remove(image.id, force=True)
-            except docker.errors.APIError:
-                pass
+    """A real `layerdeck serve` with accounts named admin, member and viewer (password helpers.PASSWORD)."""
+    with layerdeck_serve(tmp_path / "data", log_path=tmp_path / "server.log") as instance:
+        yield instance
 
 
 @pytest.fixture(scope="session")
@@ -71,8 +35,18 @@ def browser() -> Iterator[Any]:
         chromium.close()
 
 
+def sign_in(page: Any, served: Served, user: str = "admin") -> None:
+    """Sign in through the sign-in page, as a person would."""
+    page.goto(served.url + "/login")
+    page.fill('[data-testid="login-name"]', user)
+    page.fill('[data-testid="login-password"]', PASSWORD)
+    page.click('[data-testid="login-submit"]')
+    page.wait_for_selector('[data-testid="who"]')
+
+
 @pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
+def anonymous_page(browser: Any) -> Iterator[Any]:
+    """A browser tab that has not signed in."""
     context = browser.new_context(viewport={"width": 1440, "height": 900})
     page = context.new_page()
     errors: list[str] = []
@@ -81,6 +55,13 @@ def page(browser: Any) -> Iterator[Any]:
     page.console_errors = errors
     yield page
     context.close()
+
+
+@pytest.fixture
+def page(anonymous_page: Any, served: Served) -> Any:
+    """A browser tab signed in as the admin."""
+    sign_in(anonymous_page, served)
+    return anonymous_page
 
 
 def shot(page: Any, name: str) -> Path:

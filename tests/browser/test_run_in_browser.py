@@ -6,7 +6,6 @@ import re
 from typing import Any
 
 import pytest
-import requests
 
 from tests.browser.conftest import Served, shot
 
@@ -20,7 +19,7 @@ def test_run_a_container_from_the_build_page_and_open_its_link(
         f"FROM {base_image}\nRUN mkdir /www && echo '<h1>served by a Layerdeck run</h1>' > /www/index.html\n"
         'EXPOSE 8080\nCMD ["httpd", "-f", "-vv", "-p", "8080", "-h", "/www"]\n'
     )
-    created = requests.post(served.url + "/api/v1/builds", files={"dockerfile_text": (None, dockerfile)},
+    created = served.session().post(served.url + "/api/v1/builds", files={"dockerfile_text": (None, dockerfile)},
                             data={"tag": "layerdeck-test/browser-run:1"}, timeout=30).json()
     page.goto(served.url + created["url"])
     page.wait_for_selector('[data-testid="build-status"][data-status="succeeded"]', timeout=120_000)

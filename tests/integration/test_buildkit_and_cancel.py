@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
@@ -38,7 +39,7 @@ def wait_for_running_step(client: FlaskClient, build_id: int, timeout: float = 6
 def test_cancel_stops_a_running_build_and_leaves_nothing_running(
     client: FlaskClient, base_image: str, builder: str, docker_client: docker.DockerClient
 ) -> None:
-    before = {c.id for c in docker_client.containers.list(all=True)}
+    before = {c.id for c in docker_client.containers.list(all=True, sparse=True)}
     build_id = submit(client, sleeping(base_image, f"cancel-{builder}-{id(client)}"), builder=builder).get_json()["id"]
     wait_for_running_step(client, build_id)
 
@@ -55,7 +56,7 @@ def test_cancel_stops_a_running_build_and_leaves_nothing_running(
     # The engine stops the step's container and removes it (the classic builder within its own stop timeout).
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        left = {c.id for c in docker_client.containers.list(all=True)} - before
+        left = {c.id for c in docker_client.containers.list(all=True, sparse=True)} - before
         if not left:
             break
         time.sleep(0.5)
@@ -174,10 +175,8 @@ class EngineProxy:
             pass
         finally:
             for s in (src, dst):
-                try:
+                with contextlib.suppress(OSError):
                     s.close()
-                except OSError:
-                    pass
 
     def cut(self) -> None:
         import socket
@@ -185,10 +184,8 @@ class EngineProxy:
         self.server.close()
         with self.lock:
             for conn in self.conns:
-                try:
+                with contextlib.suppress(OSError):
                     conn.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
 
 def test_losing_the_engine_mid_build_fails_the_build_with_that_reason(

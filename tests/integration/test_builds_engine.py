@@ -159,7 +159,7 @@ def test_build_args_target_and_no_cache_reach_the_engine(client: FlaskClient, ba
 def test_images_carry_layerdeck_labels_and_no_intermediate_containers_are_left(
     client: FlaskClient, base_image: str, docker_client: docker.DockerClient, builder: str
 ) -> None:
-    before = {c.id for c in docker_client.containers.list(all=True)}
+    before = {c.id for c in docker_client.containers.list(all=True, sparse=True)}
     dockerfile = f"FROM {base_image}\nRUN echo {builder}-{id(before)} > /x\n"
     build = build_ok(client, tar_bytes({"Dockerfile": dockerfile}), builder=builder)
     image = docker_client.images.get(build["image_id"])
@@ -167,7 +167,7 @@ def test_images_carry_layerdeck_labels_and_no_intermediate_containers_are_left(
 
     failed = submit(client, tar_bytes({"Dockerfile": f"FROM {base_image}\nRUN exit 1\n"}), builder=builder)
     assert wait_for_build(client, failed.get_json()["id"])["status"] == "failed"
-    assert {c.id for c in docker_client.containers.list(all=True)} - before == set()
+    assert {c.id for c in docker_client.containers.list(all=True, sparse=True)} - before == set()
 
 
 def test_rebuild_uses_the_same_context_and_settings(

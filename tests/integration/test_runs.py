@@ -110,7 +110,7 @@ def test_a_chosen_port_is_used_and_a_taken_one_is_refused_with_a_suggestion_leav
     assert first.get_json()["ports"][0]["host_port"] == chosen
     assert "hello-from-layerdeck" in get_page(f"http://127.0.0.1:{chosen}/")
 
-    containers_before = {c.id for c in docker_client.containers.list(all=True)}
+    containers_before = {c.id for c in docker_client.containers.list(all=True, sparse=True)}
     runs_before = [r["id"] for r in client.get("/api/v1/runs").get_json()["runs"]]
     again = start(client, build_id=web_build["id"], ports=[{"container_port": 8080, "host_port": chosen}])
     assert again.status_code == 409
@@ -118,7 +118,7 @@ def test_a_chosen_port_is_used_and_a_taken_one_is_refused_with_a_suggestion_leav
     assert error["code"] == "port_taken" and f"Port {chosen} is already in use" in error["message"]
     assert error["suggested_port"] and error["suggested_port"] != chosen
     assert f"Port {error['suggested_port']} is free." in error["message"]
-    assert {c.id for c in docker_client.containers.list(all=True)} == containers_before
+    assert {c.id for c in docker_client.containers.list(all=True, sparse=True)} == containers_before
     assert [r["id"] for r in client.get("/api/v1/runs").get_json()["runs"]] == runs_before
 
     # A port held by some other process on the host is just as taken.
@@ -150,12 +150,12 @@ def test_layerdecks_own_port_is_refused(make_app: Any, base_image: str) -> None:
 def test_every_forbidden_option_gets_400_naming_it(
     client: FlaskClient, web_build: dict[str, Any], docker_client: docker.DockerClient, field: str
 ) -> None:
-    before = {c.id for c in docker_client.containers.list(all=True)}
+    before = {c.id for c in docker_client.containers.list(all=True, sparse=True)}
     response = start(client, build_id=web_build["id"], **{field: True})
     assert response.status_code == 400
     error = response.get_json()["error"]
     assert error["code"] == "forbidden_field" and f'"{field}"' in error["message"]
-    assert {c.id for c in docker_client.containers.list(all=True)} == before
+    assert {c.id for c in docker_client.containers.list(all=True, sparse=True)} == before
 
 
 def test_logs_stream_live_then_stop_and_remove_keep_the_history(

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -37,52 +39,124 @@ def test_models_and_migrations_agree(app: Flask) -> None:
     assert diff == []
 
 
+def layerdeck(*args: str, env: dict[str, str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "webapp.cli", *args], env=env, cwd=ROOT, input=stdin,
+                          capture_output=True, text=True, timeout=120)
+
+
 @pytest.mark.engine
-def test_layerdeck_serve_migrates_a_fresh_data_dir_and_serves(tmp_path: Path, base_image: str) -> None:
+def test_a_fresh_install_prints_a_setup_link_then_serves_a_signed_in_team(tmp_path: Path, base_image: str) -> None:
+    """What a new user does: start it, open the printed setup link, create the admin, make a token for a
+    script, build with it."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "LAYERDECK_DATA_DIR": str(tmp_path / "data")}
+    env = {**os.environ, "LAYERDECK_DATA_DIR": str(tmp_path / "data"), "LAYERDECK_DATABASE_URL": ""}
     proc = subprocess.Popen([sys.executable, "-m", "webapp.cli", "serve", "--port", str(port)], env=env, cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output: list[str] = []
+    reader = threading.Thread(target=lambda: output.extend(iter(proc.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    url = f"http://127.0.0.1:{port}"
     try:
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(150):
-            try:
-                health = requests.get(url + "/api/v1/health", timeout=2)
+        link = None
+        for _ in range(300):
+            link = next((m.group(0) for line in output if (m := re.search(rf"{url}/setup/\S+", line))), None)
+            if link:
                 break
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        else:
-            proc.kill()
-            raise AssertionError(proc.stdout.read().decode() if proc.stdout else "no output")
-        body = health.json()
-        assert body["status"] == "ok"
-        assert body["docker"]["ok"] is True and body["docker"]["api_version"]
-        assert body["database"] == {"ok": True}
+            time.sleep(0.1)
+        assert link, "".join(output)
+        body = requests.get(url + "/api/v1/health", timeout=5).json()
+        assert body["status"] == "ok" and body["docker"]["ok"] is True and body["database"] == {"ok": True}
         assert (tmp_path / "data" / "layerdeck.db").exists()
-        home = requests.get(url + "/", timeout=5)
-        assert home.status_code == 200 and "Layerdeck" in home.text
+
+        home = requests.get(url + "/", timeout=5, allow_redirects=False)
+        assert home.status_code == 302 and home.headers["Location"].startswith("/login")
+        assert requests.get(url + "/api/v1/builds", timeout=5).status_code == 401
+        assert requests.get(link.replace("/setup/", "/setup/x"), timeout=5).status_code == 404
+
+        browser = requests.Session()
+        assert "Create the first admin" in browser.get(link, timeout=5).text
+        claimed = browser.post(link, data={"name": "Ada", "password": "a long passphrase", "password2":
+                                           "a long passphrase"}, headers={"Origin": url}, allow_redirects=False)
+        assert claimed.status_code == 302, claimed.text
+        cookie = claimed.headers["Set-Cookie"]
+        assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie  # plain http here
+        assert 'data-testid="who"' in browser.get(url + "/", timeout=5).text
+        assert requests.get(link, timeout=5).status_code == 404  # one time only
+
+        made = layerdeck("create-token", "ci script", env=env)
+        assert made.returncode == 0, made.stderr
+        token = made.stdout.strip().splitlines()[-1]
+        assert token.startswith("ldk_")
+        script = requests.Session()
+        script.headers["Authorization"] = f"Bearer {token}"
+
         # A few megabytes through the real server's request body reader arrive intact.
         blob = os.urandom(3 * 1024**2 + 123)
         dockerfile = f"FROM {base_image}\nCOPY blob.bin /blob.bin\nRUN md5sum /blob.bin\n"
-        created = requests.post(url + "/api/v1/builds", data=tar_bytes({"Dockerfile": dockerfile, "blob.bin": blob}),
-                                headers={"Content-Type": "application/x-tar"}, timeout=60).json()
+        created = script.post(url + "/api/v1/builds", data=tar_bytes({"Dockerfile": dockerfile, "blob.bin": blob}),
+                              headers={"Content-Type": "application/x-tar"}, timeout=60).json()
         for _ in range(600):
-            build = requests.get(url + created["api_url"], timeout=5).json()
+            build = script.get(url + created["api_url"], timeout=5).json()
             if build["status"] not in ("queued", "running"):
                 break
             time.sleep(0.1)
         assert build["status"] == "succeeded", build["error"]
+        assert build["created_by"] == "ada"
         assert build["context"]["bytes"] == len(blob) + len(dockerfile)
-        log = requests.get(url + build["log_url"], timeout=5).text
+        log = script.get(url + build["log_url"], timeout=5).text
         assert hashlib.md5(blob).hexdigest() in log
     finally:
         proc.terminate()
-        out, _ = proc.communicate(timeout=30)
+        proc.wait(timeout=30)
+        reader.join(timeout=5)
         remove_images_of(tmp_path / "data")
-    assert proc.returncode == 0, out.decode()
-    assert f"serving on http://127.0.0.1:{port}" in out.decode()
+    assert proc.returncode == 0, "".join(output)
+    assert f"serving on {url}" in "".join(output)
+
+
+def test_create_user_reads_the_password_twice_from_stdin_and_refuses_a_mismatch(tmp_path: Path) -> None:
+    env = {**os.environ, "LAYERDECK_DATA_DIR": str(tmp_path / "data"), "LAYERDECK_DATABASE_URL": ""}
+    refused = layerdeck("create-user", "bob", "--role", "admin", "--password-stdin", env=env,
+                        stdin="first password\nsecond password\n")
+    assert refused.returncode == 1 and "differ" in refused.stderr
+    weak = layerdeck("create-user", "bob", "--password-stdin", env=env, stdin="short\n")
+    assert weak.returncode == 1 and "at least 10" in weak.stderr
+    made = layerdeck("create-user", "Bob", "--role", "viewer", "--password-stdin", env=env,
+                     stdin="a fine password\na fine password\n")
+    assert made.returncode == 0, made.stderr
+    assert "viewer bob" in made.stdout
+    again = layerdeck("create-user", "bob", "--password-stdin", env=env, stdin="a fine password\n")
+    assert again.returncode == 1 and "already a user" in again.stderr
+    no_admin = layerdeck("create-token", "ci", env=env)
+    assert no_admin.returncode == 1 and "no admin" in no_admin.stderr
+    token = layerdeck("create-token", "ci", "--user", "bob", env=env)
+    assert token.returncode == 0 and token.stdout.strip().splitlines()[-1].startswith("ldk_")
+    db_bytes = b"".join(p.read_bytes() for p in (tmp_path / "data").glob("layerdeck.db*"))  # with its WAL
+    assert token.stdout.strip().encode() not in db_bytes and b"a fine password" not in db_bytes
+    assert b"$argon2id$" in db_bytes
+
+
+def test_serving_on_every_address_prints_a_warning(tmp_path: Path) -> None:
+    env = {**os.environ, "LAYERDECK_DATA_DIR": str(tmp_path / "data"), "LAYERDECK_DATABASE_URL": ""}
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "webapp.cli", "serve", "--host", "0.0.0.0", "--port", str(port)],
+                            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for _ in range(300):
+            try:
+                requests.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=2)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+    assert "WARNING: Layerdeck listens on 0.0.0.0" in out and "root on this host" in out
+    assert "http://127.0.0.1:" in out and "/setup/" in out  # the link names an address a browser can open
 
 
 def test_health_says_degraded_when_the_engine_does_not_answer(app: Flask) -> None:

@@ -139,7 +139,8 @@ def test_idle_sockets_get_keep_alive_pings(make_app: Any, base_image: str) -> No
         client = app.test_client()
         quiet = tar_bytes({"Dockerfile": f"FROM {base_image}\nRUN echo {id(server)} && sleep 3\n"})
         build_id = submit(client, quiet, no_cache="true").get_json()["id"]
-        ws = WSClient(ws_url(f"http://127.0.0.1:{server.server_port}", build_id))
+        ws = WSClient(ws_url(f"http://127.0.0.1:{server.server_port}", build_id),
+                      headers=[("Authorization", f"Bearer {app.extensions['test.tokens']['admin']}")])
         while (data := ws.receive()) is not None and json.loads(data)["type"] != "end":
             pass
         ws.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from webapp.builds.options import SECRET_MASK
 from webapp.builds.present import build_to_dict, step_to_dict
 from webapp.journal import Add, Journal, _Item, truncation_notice
 from webapp.models import Build, BuildEvent, Step
@@ -15,12 +16,38 @@ class BuildJournal(Journal):
     owner_key = "build_id"
     what = "build"
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._secrets: dict[int, list[str]] = {}
+
+    def hide(self, build_id: int, values: list[str]) -> None:
+        """Mask these values (secret build args) wherever the build's messages would show them."""
+        self._secrets[build_id] = sorted({v for v in values if v}, key=len, reverse=True)
+
+    def forget(self, build_id: int) -> None:
+        self._secrets.pop(build_id, None)
+
+    def _mask(self, build_id: int, text: str | None) -> str | None:
+        for value in self._secrets.get(build_id, ()):
+            if text and value in text:
+                text = text.replace(value, SECRET_MASK)
+        return text
+
     def step(self, build_id: int, step: dict[str, Any]) -> None:
         """A step as the parser reports it (times as UNIX seconds)."""
-        self._queue.put(_Item(build_id, "step", dict(step)))
+        step = dict(step)
+        for key in ("instruction", "error"):
+            if isinstance(step.get(key), str):
+                step[key] = self._mask(build_id, step[key])
+        self._queue.put(_Item(build_id, "step", step))
 
     def log(self, build_id: int, step: int | None, stream: str, text: str) -> None:
-        self._put_log(build_id, {"step": step, "stream": stream, "text": text})
+        self._put_log(build_id, {"step": step, "stream": stream, "text": self._mask(build_id, text)})
+
+    def status(self, owner_id: int, **changes: Any) -> None:
+        if isinstance(changes.get("error"), str):
+            changes["error"] = self._mask(owner_id, changes["error"])
+        super().status(owner_id, **changes)
 
     def snapshot(self, owner: Any) -> dict[str, Any]:
         return build_to_dict(owner, steps=False)

@@ -22,6 +22,16 @@ _STAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
 
 BUILDERS = ("buildkit", "classic")
 
+# Build args whose names contain one of these are treated as secrets: their values are kept only in memory
+# while the build runs, masked in its log, and never stored, shown or sent back.
+SECRET_WORDS = ("PASS", "SECRET", "TOKEN", "KEY", "CRED", "AUTH")
+SECRET_MASK = "********"
+
+
+def is_secret_arg(name: str) -> bool:
+    upper = name.upper()
+    return any(word in upper for word in SECRET_WORDS)
+
 
 def validate_tag(tag: str) -> str:
     """Return the tag if it is a valid image reference, else raise BadRequest saying what is wrong."""

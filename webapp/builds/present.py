@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from sqlalchemy import func, select
 
+from webapp.auth.accounts import user_name
 from webapp.builds.advice import advise
 from webapp.extensions import db
 from webapp.models import Build, BuildStatus, Step, iso
@@ -62,9 +64,11 @@ def build_to_dict(build: Build, *, steps: bool = True) -> dict[str, Any]:
         "error": build.error,
         "queue_position": queue_position(build),
         "rebuild_of": build.rebuild_of,
+        "created_by": user_name(build.created_by),
         "options": {
             "dockerfile": build.dockerfile,
-            "build_args": build.args(),
+            "build_args": build.args(),  # secret ones masked: their values are never stored
+            "secret_build_args": sorted(json.loads(build.secret_args or "{}")),
             "target": build.target,
             "no_cache": build.no_cache,
             "pull": build.pull,

@@ -7,6 +7,7 @@ workers (or a cancel racing a claim) can never both own a build.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
 import os
@@ -25,7 +26,7 @@ from webapp.builds import context
 from webapp.builds.buildkit import BuildKitParser, dockerfile_stages
 from webapp.builds.compat import check_dockerfile, explain_engine_error
 from webapp.builds.journal import BuildJournal
-from webapp.builds.options import BuildOptions
+from webapp.builds.options import SECRET_MASK, BuildOptions, is_secret_arg
 from webapp.builds.present import build_to_dict
 from webapp.builds.steps import (
     BuildResult,
@@ -102,7 +103,15 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def submit_build(app: Flask, upload: Upload, options: BuildOptions) -> Build:
+@dataclass(frozen=True)
+class Actor:
+    """Who asks for a build: the owner of the row, and whether the tag policy's admin exception applies."""
+
+    user_id: int | None = None
+    is_admin: bool = False
+
+
+def submit_build(app: Flask, upload: Upload, options: BuildOptions, by: Actor | None = None) -> Build:
     """Check the engine, turn the upload into a clean context tar, then record the build as queued.
 
     The same bytes uploaded again (the everyday case: build, change nothing or just a setting, build
@@ -112,6 +121,8 @@ def submit_build(app: Flask, upload: Upload, options: BuildOptions) -> Build:
     """
     runner: BuildRunner = app.extensions["layerdeck.runner"]
     runner.engine.ping()
+    by = by or Actor()
+    check_tag_policy(app, options.tag, by)
     limits = limits_for(app)
     dockerfile = context.normalise_dockerfile_path(options.dockerfile)
     if upload.archive is not None and upload.archive.stat().st_size > limits.max_upload_bytes:
@@ -121,7 +132,7 @@ def submit_build(app: Flask, upload: Upload, options: BuildOptions) -> Build:
     digest = upload_digest(upload, dockerfile)
     earlier = _stored_context(app, digest, limits)
     if earlier is not None:
-        return _record_build(app, options, dockerfile, earlier)
+        return _record_build(app, options, dockerfile, earlier, by=by)
     if upload.archive is None and upload.dockerfile_text is None:
         raise Conflict(
             "Layerdeck has no stored context with that digest (for this Dockerfile path); "
@@ -134,7 +145,7 @@ def submit_build(app: Flask, upload: Upload, options: BuildOptions) -> Build:
             info = context.pack_dockerfile_text(upload.dockerfile_text or "", tmp, dockerfile)
         source = "folder" if upload.from_folder and info.source == "tar" else info.source
         fresh = StoredContext(source, info.files, info.bytes, digest, info.dockerfile_text, fresh=tmp)
-        return _record_build(app, options, dockerfile, fresh)
+        return _record_build(app, options, dockerfile, fresh, by=by)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -151,7 +162,9 @@ def _stored_context(app: Flask, digest: str, limits: context.Limits) -> StoredCo
                          earlier.dockerfile_text, existing=earlier.context_file)
 
 
-def rebuild(app: Flask, build_id: int) -> Build:
+def rebuild(app: Flask, build_id: int, by: Actor | None = None, secrets: dict[str, str] | None = None) -> Build:
+    """Build a build's stored context again with its options. Its secret build args were never kept, so
+    their values must come again in `secrets`."""
     runner: BuildRunner = app.extensions["layerdeck.runner"]
     source = db.session.get(Build, build_id)
     if source is None:
@@ -159,13 +172,59 @@ def rebuild(app: Flask, build_id: int) -> Build:
     if not data_path(app, source.context_file).is_file():
         raise Conflict(f"Build #{build_id}'s context is no longer stored, so it cannot be rebuilt.",
                        code="context_gone")
+    needed = sorted(json.loads(source.secret_args or "{}"))
+    secrets = secrets or {}
+    extra = sorted(set(secrets) - set(needed))
+    if extra:
+        raise BadRequest(f"A rebuild takes only the values of the build's secret args; {', '.join(extra)} "
+                         "is not one of them.", code="invalid_build_args")
+    missing = [name for name in needed if name not in secrets]
+    if missing:
+        err = BadRequest(
+            f"Build #{build_id} had secret build args ({', '.join(missing)}); Layerdeck never keeps their "
+            "values, so send them again with the rebuild (or start a new build).", code="secrets_needed")
+        err.extra["secret_build_args"] = missing
+        raise err
     runner.engine.ping()
+    by = by or Actor()
+    check_tag_policy(app, source.tag, by)
     options = BuildOptions(builder=source.builder, tag=source.tag, dockerfile=source.dockerfile,
-                           build_args=source.args(), target=source.target, no_cache=source.no_cache,
-                           pull=source.pull)
+                           build_args={**source.args(), **secrets}, target=source.target,
+                           no_cache=source.no_cache, pull=source.pull)
     stored = StoredContext(source.context_source, source.context_files, source.context_bytes,
                            source.upload_digest or "", source.dockerfile_text, existing=source.context_file)
-    return _record_build(app, options, source.dockerfile, stored, rebuild_of=source.id)
+    return _record_build(app, options, source.dockerfile, stored, rebuild_of=source.id, by=by)
+
+
+def check_tag_policy(app: Flask, tag: str | None, by: Actor) -> None:
+    """LAYERDECK_TAG_POLICY: one person must not overwrite an image others build FROM. By default a tag
+    held by an image this Layerdeck did not build is refused; `protect-others` also refuses a tag last
+    built here by someone else (admins excepted)."""
+    policy = app.config["TAG_POLICY"]
+    if not tag or policy == "open":
+        return
+    runner: BuildRunner = app.extensions["layerdeck.runner"]
+    image = runner.engine.inspect_image(tag)
+    if image is None:
+        return
+    labels = (image.get("Config") or {}).get("Labels") or {}
+    if labels.get("layerdeck.instance") != app.config["INSTANCE_ID"]:
+        raise Conflict(
+            f'The tag "{tag}" belongs to an image Layerdeck did not build (other images may be built FROM '
+            "it), so a build may not replace it. Choose another tag.", code="tag_protected")
+    if policy != "protect-others" or by.is_admin:
+        return
+    last = db.session.scalars(
+        select(Build).where(Build.tag == tag, Build.status == BuildStatus.SUCCEEDED)
+        .order_by(Build.id.desc()).limit(1)
+    ).first()
+    if last is not None and last.created_by is not None and last.created_by != by.user_id:
+        from webapp.models import User
+
+        owner = db.session.get(User, last.created_by)
+        raise Conflict(
+            f'The tag "{tag}" was last built by {owner.name if owner else "someone else"}; choose another tag, '
+            "or ask them or an admin.", code="tag_protected")
 
 
 def default_builder(app: Flask) -> tuple[str, str | None]:
@@ -192,23 +251,36 @@ def choose_builder(app: Flask, requested: str | None) -> str:
     return requested
 
 
+def secret_digest(app: Flask, value: str) -> str:
+    """A keyed digest of a secret build arg: tells whether it changed between builds, reveals nothing."""
+    return hmac.new(app.config["SECRET_KEY_BYTES"], value.encode(), hashlib.sha256).hexdigest()
+
+
 def _record_build(app: Flask, options: BuildOptions, dockerfile: str, ctx: StoredContext,
-                  rebuild_of: int | None = None) -> Build:
+                  rebuild_of: int | None = None, by: Actor | None = None) -> Build:
     runner: BuildRunner = app.extensions["layerdeck.runner"]
     builder = choose_builder(app, options.builder)
     check_dockerfile(ctx.dockerfile_text, builder)
+    secrets = {k: v for k, v in options.build_args.items() if is_secret_arg(k)}
+    shown = {k: SECRET_MASK if k in secrets else v for k, v in options.build_args.items()}
     begin_write()
     build = Build(
         status=BuildStatus.QUEUED, builder=builder, tag=options.tag, dockerfile=dockerfile,
         pull=options.pull, dockerfile_text=ctx.dockerfile_text,
-        build_args=json.dumps(options.build_args), target=options.target, no_cache=options.no_cache,
+        build_args=json.dumps(shown), target=options.target, no_cache=options.no_cache,
+        secret_args=json.dumps({k: secret_digest(app, v) for k, v in secrets.items()}),
         context_source=ctx.source, context_files=ctx.files, context_bytes=ctx.bytes, created_at=time.time(),
         context_file=ctx.existing or "", upload_digest=ctx.digest or None, rebuild_of=rebuild_of,
+        created_by=by.user_id if by else None,
     )
     db.session.add(build)
     final: Path | None = None
+    held: int | None = None
     try:
         db.session.flush()
+        if secrets:
+            held = build.id
+            runner.secrets[held] = secrets  # before the commit: no worker can claim the build yet
         if ctx.fresh is not None:
             build.context_file = f"contexts/{build.id}.tar"
             final = data_path(app, build.context_file)
@@ -221,6 +293,8 @@ def _record_build(app: Flask, options: BuildOptions, dockerfile: str, ctx: Store
         db.session.commit()
     except BaseException:
         db.session.rollback()
+        if held is not None:
+            runner.secrets.pop(held, None)
         if final is not None:
             final.unlink(missing_ok=True)
         raise
@@ -241,6 +315,7 @@ def cancel_queued(app: Flask, build_id: int) -> bool:
     if result.rowcount != 1:  # type: ignore[attr-defined]
         return False
     runner: BuildRunner = app.extensions["layerdeck.runner"]
+    runner.secrets.pop(build_id, None)
     runner.journal.status(build_id)
     runner.journal.end(build_id)
     return True
@@ -297,6 +372,8 @@ class BuildRunner:
         self._label_step = f"LABEL layerdeck.instance={app.config['INSTANCE_ID']}"
         self._hidden: dict[int, set[int]] = {}  # per build: step numbers of the classic builder's label step
         self._threads: list[threading.Thread] = []
+        # Secret build args by build id, from submission until the build starts: never in the database.
+        self.secrets: dict[int, dict[str, str]] = {}
 
     def start(self) -> None:
         for n in range(self.size):
@@ -377,9 +454,11 @@ class BuildRunner:
             assert build is not None
             instance = self.app.config["INSTANCE_ID"]
             engine_build_id = f"layerdeck-{instance[:12]}-{build.id}-{uuid.uuid4().hex[:8]}"
+            secrets = self.secrets.pop(build_id, {})
+            missing = sorted(set(json.loads(build.secret_args or "{}")) - set(secrets))
             request = BuildRequest(
                 context=data_path(self.app, build.context_file), builder=build.builder, tag=build.tag,
-                dockerfile=build.dockerfile, build_args=build.args(), target=build.target,
+                dockerfile=build.dockerfile, build_args={**build.args(), **secrets}, target=build.target,
                 no_cache=build.no_cache, pull=build.pull,
                 # One constant label: the classic builder turns each label into an extra LABEL step at the
                 # end, so a per-build value would rebuild that step, and change the image id, every time.
@@ -387,6 +466,13 @@ class BuildRunner:
                 build_id=engine_build_id,
             )
             dockerfile_text = build.dockerfile_text
+        if missing:  # cannot happen in one process; refuse rather than build with the mask as the value
+            self.journal.status(build_id, status=BuildStatus.FAILED, finished_at=time.time(),
+                                error=f"The values of its secret build args ({', '.join(missing)}) are gone; "
+                                      "start the build again.")
+            self.journal.end(build_id)
+            return
+        self.journal.hide(build_id, list(secrets.values()))
         self.journal.status(build_id)  # now running: every viewer's header changes
         engine = self.engine
         on_stop = (lambda: engine.cancel_build(engine_build_id)) if request.builder == "buildkit" else None
@@ -409,6 +495,7 @@ class BuildRunner:
         self.journal.status(build_id, status=status, finished_at=time.time(), image_id=image_id, error=error,
                             saved_s=saved)
         self.journal.end(build_id)
+        self.journal.forget(build_id)
 
     def _stream(self, build_id: int, request: BuildRequest, active: _Active,
                 dockerfile_text: str) -> tuple[str, str | None, str | None]:

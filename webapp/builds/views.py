@@ -21,6 +21,9 @@ from sqlalchemy import select
 from werkzeug.datastructures import FileStorage
 from werkzeug.wrappers import Response as BaseResponse
 
+from webapp.auth import audit
+from webapp.auth.access import Level, access
+from webapp.auth.gate import require_identity, require_owner
 from webapp.builds import service
 from webapp.builds.options import (
     BUILDERS,
@@ -39,6 +42,15 @@ from webapp.paging import newest_first
 from webapp.uploads import HashingFile
 
 bp = Blueprint("builds", __name__)
+
+
+def actor() -> service.Actor:
+    identity = require_identity()
+    return service.Actor(user_id=identity.user_id, is_admin=identity.role == "admin")
+
+
+def audit_build(action: str, build: Build, **detail: object) -> None:
+    audit.record(action, f"build {build.id}", detail={"tag": build.tag, "builder": build.builder, **detail})
 
 def find_build(build_id: int) -> Build:
     build = db.session.get(Build, build_id)
@@ -111,6 +123,7 @@ RAW_ARCHIVE_TYPES = ("application/x-tar", "application/tar", "application/gzip",
 
 
 @bp.post("/api/v1/builds")
+@access(Level.BUILD)
 def create_build() -> tuple[Response, int]:
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     if request.args.get("context_digest") and not request.content_length:
@@ -118,7 +131,7 @@ def create_build() -> tuple[Response, int]:
         # 409 context_unknown tells it to send the archive after all.
         options = _options_from(request.args)
         upload = service.Upload(archive_sha256=_parse_digest(request.args["context_digest"]))
-        build = service.submit_build(app, upload, options)
+        build = service.submit_build(app, upload, options, actor())
     elif request.mimetype in RAW_ARCHIVE_TYPES:
         options = _options_from(request.args)
         with HashingFile(Path(app.config["DATA_DIR"]) / "tmp") as body:
@@ -127,10 +140,11 @@ def create_build() -> tuple[Response, int]:
             body.flush()
             upload = service.Upload(archive=Path(body.name), archive_sha256=body.sha256(),
                                     from_folder=request.args.get("context_source") == "folder")
-            build = service.submit_build(app, upload, options)
+            build = service.submit_build(app, upload, options, actor())
     else:
         options = _options_from(request.form)
-        build = service.submit_build(app, _upload_from_form(), options)
+        build = service.submit_build(app, _upload_from_form(), options, actor())
+    audit_build("build.create", build, source=build.context_source)
     urls = build_urls(build.id)
     reply = {"id": build.id, "status": build.status, "url": urls["url"], "api_url": urls["api_url"],
              "ws_url": urls["ws_url"]}
@@ -138,17 +152,20 @@ def create_build() -> tuple[Response, int]:
 
 
 @bp.get("/api/v1/builds")
+@access(Level.READ)
 def list_builds() -> Response:
     builds, next_before = newest_first(Build)
     return jsonify({"builds": [build_to_dict(b, steps=False) for b in builds], "next_before": next_before})
 
 
 @bp.get("/api/v1/builds/<int:build_id>")
+@access(Level.READ)
 def get_build(build_id: int) -> Response:
     return jsonify(build_to_dict(find_build(build_id)))
 
 
 @bp.get("/api/v1/builds/<int:build_id>/log")
+@access(Level.READ)
 def get_log(build_id: int) -> Response:
     find_build(build_id)
 
@@ -166,21 +183,29 @@ def get_log(build_id: int) -> Response:
 
 
 @bp.post("/api/v1/builds/<int:build_id>/rebuild")
+@access(Level.BUILD)
 def rebuild_build(build_id: int) -> tuple[Response, int]:
-    build = service.rebuild(current_app._get_current_object(), build_id)  # type: ignore[attr-defined]
+    body = request.get_json(silent=True) if request.is_json else None
+    secrets = parse_build_args(json.dumps(body.get("build_args") or {})) if isinstance(body, dict) else {}
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    build = service.rebuild(app, build_id, actor(), secrets)
+    audit_build("build.rebuild", build, rebuild_of=build_id)
     urls = build_urls(build.id)
     return jsonify({"id": build.id, "status": build.status, **urls}), 202
 
 
 @bp.post("/api/v1/builds/<int:build_id>/cancel")
+@access(Level.BUILD)
 def cancel_build(build_id: int) -> tuple[Response, int]:
     build = find_build(build_id)
+    require_owner(build.created_by, "build")
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     if not service.cancel_queued(app, build_id) and not app.extensions["layerdeck.runner"].cancel(build_id):
         db.session.refresh(build)
         if build.status in ("queued", "running"):
             raise BadRequest("The build could not be cancelled just now; try again.", code="cancel_race")
         raise Conflict(f"Build #{build_id} has already ended ({build.status}).", code="already_finished")
+    audit_build("build.cancel", build)
     return jsonify({"id": build_id, "status": "cancelling"}), 202
 
 
@@ -188,6 +213,7 @@ def cancel_build(build_id: int) -> tuple[Response, int]:
 
 
 @bp.get("/")
+@access(Level.READ)
 def index() -> str:
     recent = db.session.scalars(select(Build).order_by(Build.id.desc()).limit(8))
     cfg = current_app.config
@@ -204,6 +230,7 @@ def index() -> str:
 
 
 @bp.get("/builds")
+@access(Level.READ)
 def history() -> str:
     builds, next_before = newest_first(Build)
     return render_template("history.html", builds=[build_to_dict(b, steps=False) for b in builds],
@@ -211,6 +238,7 @@ def history() -> str:
 
 
 @bp.get("/builds/<int:build_id>")
+@access(Level.READ)
 def build_page(build_id: int) -> str:
     from webapp.runs.views import runs_to_dicts  # runs build on builds, not the other way round
 
@@ -220,5 +248,6 @@ def build_page(build_id: int) -> str:
 
 
 @bp.get("/builds/new")
+@access(Level.READ)
 def new_build_redirect() -> BaseResponse:
     return redirect("/")

@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import Blueprint, current_app, request
 
+from webapp.auth.access import Level, access
 from webapp.broadcast import Hub
 from webapp.extensions import db, sock
 from webapp.models import Build, BuildEvent
@@ -17,6 +18,7 @@ bp = Blueprint("builds_ws", __name__)
 
 
 @sock.route("/ws/builds/<int:build_id>", bp=bp)
+@access(Level.READ)
 def build_socket(ws: Any, build_id: int) -> None:
     try:
         after = max(int(request.args.get("after", "0")), 0)

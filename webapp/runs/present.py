@@ -6,6 +6,7 @@ import json
 import time
 from typing import Any
 
+from webapp.auth.accounts import user_name
 from webapp.models import Run, RunStatus, iso
 
 # What an exit code usually means, said on the run page under "Exited with code N".
@@ -53,6 +54,7 @@ def run_to_dict(run: Run, *, tag: str | None = None) -> dict[str, Any]:
         "uptime_s": uptime,
         "error": run.error,
         "created_from": run.created_from,
+        "created_by": user_name(run.created_by),
         "log": {"bytes": run.log_bytes, "truncated": run.log_truncated},
         "url": f"/runs/{run.id}",
         "api_url": f"/api/v1/runs/{run.id}",

@@ -24,6 +24,7 @@ import docker
 from flask import Flask
 from sqlalchemy import delete, func, select
 
+from webapp.builds.options import SECRET_MASK, is_secret_arg
 from webapp.db import begin_write
 from webapp.engine import ContainerSpec, Engine, EngineError, PortSpec
 from webapp.errors import BadRequest, Conflict, EngineUnavailable, NotFound
@@ -228,7 +229,12 @@ def _resolve_image(engine: Engine, req: RunRequest) -> tuple[str, str, int | Non
     return str(info["Id"]), req.image, None
 
 
-def start_run(app: Flask, req: RunRequest, created_from: str | None) -> Run:
+def masked_env(env: dict[str, str]) -> dict[str, str]:
+    """The environment as stored and shown: values of secret-looking names masked (the container has them)."""
+    return {k: SECRET_MASK if is_secret_arg(k) else v for k, v in env.items()}
+
+
+def start_run(app: Flask, req: RunRequest, created_from: str | None, created_by: int | None = None) -> Run:
     runs: RunManager = app.extensions["layerdeck.runs"]
     engine = runs.engine
     engine.ping()
@@ -239,9 +245,9 @@ def start_run(app: Flask, req: RunRequest, created_from: str | None) -> Run:
                   "host_port": p.host_port} for p in ports]
     begin_write()
     run = Run(build_id=build_id, image=image_id, image_ref=image_ref, name=req.name, status=RunStatus.RUNNING,
-              ports=json.dumps(published), env=json.dumps(req.env),
+              ports=json.dumps(published), env=json.dumps(masked_env(req.env)),
               command=json.dumps(req.command) if req.command else None, created_at=time.time(),
-              created_from=created_from)
+              created_from=created_from, created_by=created_by)
     db.session.add(run)
     db.session.commit()  # the row first: its id goes on the container's label
     spec = ContainerSpec(

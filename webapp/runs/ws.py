@@ -9,6 +9,7 @@ from typing import Any
 from flask import Blueprint, current_app, request
 from sqlalchemy import func, select
 
+from webapp.auth.access import Level, access
 from webapp.broadcast import Hub
 from webapp.errors import NotFound
 from webapp.extensions import db, sock
@@ -29,6 +30,7 @@ def _stopped(run_id: int) -> bool:
 
 
 @sock.route("/ws/runs/<ref>/logs", bp=bp)
+@access(Level.READ)
 def run_socket(ws: Any, ref: str) -> None:
     try:
         run = service.find_run(ref)
