@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up whatever is missing for Layerdeck on this machine; sourced by scripts/dev.sh and scripts/test.sh.
 #   setup_layerdeck          the virtual environment, the package, a Docker engine that answers
-#   setup_layerdeck --test   the same plus the test tools: Chromium for browser tests, busybox for base images
+#   setup_layerdeck --test   the same plus the test tools: Chromium for browser tests, busybox for base images,
+#                            debootstrap for the Debian base the Dockerfile's test builds on
 set -euo pipefail
 
 LAYERDECK_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -83,6 +84,7 @@ setup_test_tools() {
   [ -x /usr/bin/chromium ] || apt_install chromium
   [ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -qx httpd && ldd /bin/busybox 2>&1 | grep -q "not a dynamic" \
     || apt_install busybox-static
+  [ -x /usr/sbin/debootstrap ] || apt_install debootstrap
 }
 
 setup_layerdeck() {
