@@ -82,7 +82,7 @@ setup_engine() {
 
 setup_test_tools() {
   [ -x /usr/bin/chromium ] || apt_install chromium
-  [ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -qx httpd && ldd /bin/busybox 2>&1 | grep -q "not a dynamic" \
+  [ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -x httpd >/dev/null && ldd /bin/busybox 2>&1 | grep "not a dynamic" >/dev/null \
     || apt_install busybox-static
   [ -x /usr/sbin/debootstrap ] || apt_install debootstrap
 }
