@@ -61,10 +61,15 @@ class Build(db.Model):  # type: ignore[name-defined]
     log_truncated: Mapped[bool] = mapped_column(Boolean, default=False)
     # Seconds the cache saved: each cached step credited with its time when it was last really built.
     saved_s: Mapped[float | None] = mapped_column(Float)
+    # Cache insight: the image id each FROM reference resolved to when the build started (JSON object),
+    # and the earlier build its missed steps were explained against (webapp/builds/insight.py).
+    base_images: Mapped[str] = mapped_column(Text, default="{}", server_default="{}")
+    compared_with: Mapped[int | None] = mapped_column(ForeignKey("builds.id"))
 
     steps: Mapped[list[Step]] = relationship(
         back_populates="build", order_by="Step.index", cascade="all, delete-orphan"
     )
+    # Two foreign keys to builds (rebuild_of, compared_with): neither is a relationship here.
 
     @property
     def duration_s(self) -> float | None:
@@ -77,6 +82,10 @@ class Build(db.Model):  # type: ignore[name-defined]
 
     def args(self) -> dict[str, str]:
         loaded: dict[str, str] = json.loads(self.build_args or "{}")
+        return loaded
+
+    def resolved_bases(self) -> dict[str, str]:
+        loaded: dict[str, str] = json.loads(self.base_images or "{}")
         return loaded
 
 
@@ -94,8 +103,15 @@ class Step(db.Model):  # type: ignore[name-defined]
     started_at: Mapped[float | None] = mapped_column(Float)
     finished_at: Mapped[float | None] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text)
+    miss_reason: Mapped[str | None] = mapped_column(Text)  # JSON object; only for a step that missed the cache
 
     build: Mapped[Build] = relationship(back_populates="steps")
+
+    def reason(self) -> dict[str, Any] | None:
+        if not self.miss_reason:
+            return None
+        loaded: dict[str, Any] = json.loads(self.miss_reason)
+        return loaded
 
     @property
     def duration_s(self) -> float | None:

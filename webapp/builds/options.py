@@ -22,6 +22,14 @@ _STAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
 
 BUILDERS = ("buildkit", "classic")
 
+# Build args whose names look like they hold a secret (SECURITY.md, "Builds"): their values are never shown.
+_SECRET_ARG = re.compile(r"PASS|SECRET|TOKEN|KEY|CRED|AUTH", re.IGNORECASE)
+
+
+def is_secret_arg(name: str) -> bool:
+    """Whether a build arg's value must never be shown (its name contains PASS, SECRET, TOKEN, KEY, CRED, AUTH)."""
+    return _SECRET_ARG.search(name) is not None
+
 
 def validate_tag(tag: str) -> str:
     """Return the tag if it is a valid image reference, else raise BadRequest saying what is wrong."""

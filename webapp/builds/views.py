@@ -148,6 +148,11 @@ def get_build(build_id: int) -> Response:
     return jsonify(build_to_dict(find_build(build_id)))
 
 
+@bp.get("/api/v1/builds/<int:a>/compare/<int:b>")
+def compare_builds(a: int, b: int) -> Response:
+    return jsonify(service.compare_builds(current_app._get_current_object(), a, b))  # type: ignore[attr-defined]
+
+
 @bp.get("/api/v1/builds/<int:build_id>/log")
 def get_log(build_id: int) -> Response:
     find_build(build_id)
@@ -217,6 +222,12 @@ def build_page(build_id: int) -> str:
     build = find_build(build_id)
     runs = list(db.session.scalars(select(Run).where(Run.build_id == build_id).order_by(Run.id.desc()).limit(10)))
     return render_template("build.html", build=build_to_dict(build), runs=runs_to_dicts(runs))
+
+
+@bp.get("/builds/<int:a>/compare/<int:b>")
+def compare_page(a: int, b: int) -> str:
+    compared = service.compare_builds(current_app._get_current_object(), a, b)  # type: ignore[attr-defined]
+    return render_template("compare.html", compared=compared)
 
 
 @bp.get("/builds/new")
