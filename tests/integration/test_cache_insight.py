@@ -226,3 +226,21 @@ def test_two_builds_side_by_side(client: FlaskClient, demo: dict[str, str], buil
 
     assert client.get(f"/api/v1/builds/{first['id']}/compare/999999").status_code == 404
 
+    # History: tick two builds (in any order) and press Compare.
+    picked = client.get(f"/builds/compare?id={second['id']}&id={first['id']}")
+    assert picked.status_code == 302
+    assert picked.headers["Location"].endswith(f"/builds/{first['id']}/compare/{second['id']}")
+    assert client.get(f"/builds/compare?id={first['id']}").status_code == 400
+
+
+def test_the_history_shows_the_time_the_cache_saved(client: FlaskClient, base_image: str, builder: str) -> None:
+    dockerfile = f"FROM {base_image}\nRUN echo {builder}-{id(client)} && sleep 1\n"
+    build_ok(client, tar_bytes({"Dockerfile": dockerfile}), tag="layerdeck-test/ci-saved:1", builder=builder)
+    again = build_ok(client, tar_bytes({"Dockerfile": dockerfile}), tag="layerdeck-test/ci-saved:1", builder=builder)
+    assert again["cache"]["saved_s"] >= 1.0
+    listed = client.get("/api/v1/builds").get_json()["builds"]
+    assert listed[0]["cache"]["saved_s"] == again["cache"]["saved_s"]
+    history = client.get("/builds").get_data(as_text=True)
+    assert history.count('data-testid="history-saved"') == 1
+    assert 'data-testid="compare-pick"' in history
+

@@ -230,6 +230,18 @@ def compare_page(a: int, b: int) -> str:
     return render_template("compare.html", compared=compared)
 
 
+@bp.get("/builds/compare")
+def compare_chosen() -> BaseResponse:
+    """The history page's form: two ticked builds (`?id=3&id=7`) -> their comparison, older first."""
+    try:
+        ids = sorted({int(i) for i in request.args.getlist("id")})
+    except ValueError:
+        raise BadRequest("Choose builds by their numbers.", code="invalid_query") from None
+    if len(ids) != 2:
+        raise BadRequest("Choose exactly two builds to compare.", code="choose_two")
+    return redirect(f"/builds/{ids[0]}/compare/{ids[1]}")
+
+
 @bp.get("/builds/new")
 def new_build_redirect() -> BaseResponse:
     return redirect("/")
