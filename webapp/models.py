@@ -66,10 +66,15 @@ class Build(db.Model):  # type: ignore[name-defined]
     # Secret-looking build args: their names with a keyed digest of each value. The values themselves are
     # never stored (build_args holds a mask); a running build gets them from memory.
     secret_args: Mapped[str] = mapped_column(Text, default="{}")
+    # Cache insight: the image id each FROM reference resolved to when the build started (JSON object),
+    # and the earlier build its missed steps were explained against (webapp/builds/insight.py).
+    base_images: Mapped[str] = mapped_column(Text, default="{}", server_default="{}")
+    compared_with: Mapped[int | None] = mapped_column(ForeignKey("builds.id"))
 
     steps: Mapped[list[Step]] = relationship(
         back_populates="build", order_by="Step.index", cascade="all, delete-orphan"
     )
+    # Two foreign keys to builds (rebuild_of, compared_with): neither is a relationship here.
 
     @property
     def duration_s(self) -> float | None:
@@ -82,6 +87,15 @@ class Build(db.Model):  # type: ignore[name-defined]
 
     def args(self) -> dict[str, str]:
         loaded: dict[str, str] = json.loads(self.build_args or "{}")
+        return loaded
+
+    def comparable_args(self) -> dict[str, str]:
+        """Build args as two builds are compared: secret ones by their keyed digest (their values are never
+        stored), so a changed secret is seen as changed without being known."""
+        return {**self.args(), **json.loads(self.secret_args or "{}")}
+
+    def resolved_bases(self) -> dict[str, str]:
+        loaded: dict[str, str] = json.loads(self.base_images or "{}")
         return loaded
 
 
@@ -99,8 +113,15 @@ class Step(db.Model):  # type: ignore[name-defined]
     started_at: Mapped[float | None] = mapped_column(Float)
     finished_at: Mapped[float | None] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text)
+    miss_reason: Mapped[str | None] = mapped_column(Text)  # JSON object; only for a step that missed the cache
 
     build: Mapped[Build] = relationship(back_populates="steps")
+
+    def reason(self) -> dict[str, Any] | None:
+        if not self.miss_reason:
+            return None
+        loaded: dict[str, Any] = json.loads(self.miss_reason)
+        return loaded
 
     @property
     def duration_s(self) -> float | None:

@@ -157,6 +157,15 @@ function renderHeader() {
   imageEl.classList.toggle("is-empty", !full);
   $("copy-image").hidden = !full;
 
+  // The build this one's cache misses were explained against: compare the two side by side.
+  const compareLink = $("compare-link");
+  const against = build.cache && build.cache.compared_with;
+  compareLink.hidden = !against;
+  if (against) {
+    compareLink.href = `/builds/${against}/compare/${build.id}`;
+    compareLink.querySelector(".btn__label").textContent = `Compare with #${against}`;
+  }
+
   // Context size, formatted once on the client with the shared helper.
   for (const el of document.querySelectorAll("[data-bytes]")) el.textContent = formatBytes(Number(el.dataset.bytes));
 
@@ -502,13 +511,14 @@ function createStep(data) {
   const logId = `step-${idx}-log`;
   const head = h("button", { type: "button", class: "step__head", "aria-expanded": "false", "aria-controls": logId },
     num, badge, instr, lines, dur, chevron);
+  const why = h("div", { class: "why", "data-testid": "miss-reason", hidden: true });
   const error = h("pre", { class: "step__error", "data-testid": "step-error", hidden: true });
   const log = h("div", { class: "log", id: logId, "data-testid": "step-log", role: "log", hidden: true });
   const empty = h("p", { class: "log__empty" }, "No output.");
   log.appendChild(empty);
   const el = h("li", { class: "step", id: `step-${idx}`, "data-testid": "step", "data-index": String(idx) },
-    head, error, log);
-  const step = { data, el, head, badge, instr, lines, dur, error, log, empty, count: 0, open: false, userToggled: false };
+    head, why, error, log);
+  const step = { data, el, head, badge, instr, lines, dur, why, error, log, empty, count: 0, open: false, userToggled: false };
   head.addEventListener("click", () => {
     step.userToggled = true;
     setOpen(step, !step.open);
@@ -578,12 +588,74 @@ function renderStep(step) {
   }
   step.error.hidden = !d.error;
   step.error.textContent = d.error || "";
+  renderWhy(step);
   renderStepDuration(step);
   renderLineCount(step);
   if (!step.userToggled) {
     if (d.status === "running" || d.status === "failed") setOpen(step, true);
     else if (STEP_FINISHED.has(d.status)) setOpen(step, false);
   }
+}
+
+// Why a step missed the cache (docs/API.md, miss_reason); templates/_macros.html has the same labels.
+const WHY_LABELS = {
+  first_build: "First build",
+  no_cache: "No cache asked",
+  instruction_changed: "Instruction changed",
+  files_changed: "Files changed",
+  build_arg_changed: "Build arg changed",
+  base_image_changed: "Base image changed",
+  parent_missed: "Earlier step missed",
+  unknown: "Not in cache",
+};
+const WHY_FILES_SHOWN = 8;
+
+function whyDetails(r) {
+  if (r.kind === "instruction_changed" && r.old) {
+    return [h("code", { class: "why__line why__line--old" }, `− ${r.old}`),
+      h("code", { class: "why__line why__line--new" }, `+ ${r.new}`)];
+  }
+  if (r.kind === "build_arg_changed") {
+    const shown = (v) => (v === null || v === undefined ? "unset" : v);
+    return [h("ul", { class: "why__args" },
+      (r.args || []).map((a) => h("li", { class: "mono" }, `${a.name}: ${shown(a.old)} → ${shown(a.new)}`)))];
+  }
+  if (r.kind === "files_changed") {
+    const files = [...(r.modified || []).map((f) => ["M", "modified", f]), ...(r.added || []).map((f) => ["A", "added", f]),
+      ...(r.removed || []).map((f) => ["D", "removed", f])];
+    const counts = r.counts || {};
+    const total = (counts.added || 0) + (counts.removed || 0) + (counts.modified || 0);
+    const items = files.slice(0, WHY_FILES_SHOWN).map(([mark, kind, f]) => h("li", { class: `file file--${kind}` },
+      h("span", { class: "file__mark", title: kind }, mark), " ", h("span", { class: "mono" }, f)));
+    if (total > items.length) items.push(h("li", { class: "file file--more" }, `and ${total - items.length} more`));
+    return [h("ul", { class: "why__files", "data-testid": "miss-files" }, items)];
+  }
+  return [];
+}
+
+function renderWhy(step) {
+  const r = step.data.miss_reason;
+  const key = r ? JSON.stringify(r) : "";
+  if (step.whyKey === key) return;
+  step.whyKey = key;
+  step.why.hidden = !r;
+  if (!r) {
+    step.why.replaceChildren();
+    return;
+  }
+  step.why.dataset.kind = r.kind;
+  step.why.className = `why why--${r.kind}`;
+  let text = r.text;
+  if (r.kind === "files_changed") {
+    // The list below names them: say only how many.
+    const c = r.counts || {};
+    text = plural((c.added || 0) + (c.removed || 0) + (c.modified || 0), "file") + " it copies changed:";
+  }
+  step.why.replaceChildren(
+    h("span", { class: "why__kind" }, WHY_LABELS[r.kind] || r.kind),
+    h("span", { class: "why__text" }, text || ""),
+    ...whyDetails(r),
+  );
 }
 
 function renderStepDuration(step) {

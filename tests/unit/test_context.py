@@ -23,6 +23,7 @@ from webapp.builds.context import (
     pack_archive,
     pack_dockerfile_text,
 )
+from webapp.builds.manifest import manifest_path
 from webapp.errors import LayerdeckError
 
 MIB = 1024 * 1024
@@ -864,6 +865,7 @@ def test_a_damaged_archive_never_fails_with_anything_but_a_clear_error(
             assert not out.exists()
         else:
             out.unlink()
+            manifest_path(out).unlink()  # a good context comes with its file manifest
         assert list(out.parent.iterdir()) == []
 
 

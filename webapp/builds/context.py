@@ -31,6 +31,7 @@ from pathlib import Path
 from types import TracebackType
 
 from webapp.builds.dockerignore import DockerIgnore, DockerIgnoreError
+from webapp.builds.manifest import HashingReader, manifest_path, write_manifest
 from webapp.errors import BadRequest, LayerdeckError, TooLarge
 
 CHUNK = 1024 * 1024
@@ -165,6 +166,7 @@ class _ContextWriter:
             self._spool.close()
         if error is not None:
             self._out.unlink(missing_ok=True)
+            manifest_path(self._out).unlink(missing_ok=True)
 
     def add_directory(self, raw_name: str, mode: int, mtime: float | None) -> None:
         name = _member_name(raw_name, allow_root=True)
@@ -262,7 +264,9 @@ class _ContextWriter:
         return kept, len(self._entries) - sum(1 for name in kept if name in self._entries)
 
     def _write(self, kept: dict[str, _Entry]) -> None:
+        """Write the tar, and next to it the manifest of every file's digest (hashed as it is copied)."""
         assert self._spool is not None
+        digests: dict[str, tuple[str, int]] = {}
         # GNU format: BuildKit misreads pax tars. Sorting by the encoded name puts parents first.
         with (
             open(self._out, "wb") as file,
@@ -283,7 +287,10 @@ class _ContextWriter:
                     tar.addfile(info)
                 else:
                     self._spool.seek(entry.offset)
-                    tar.addfile(info, self._spool)
+                    reader = HashingReader(self._spool)
+                    tar.addfile(info, reader)  # type: ignore[arg-type]
+                    digests[name] = (reader.hexdigest(), entry.mode)
+        write_manifest(manifest_path(self._out), digests)
 
     def _read_text(self, entry: _Entry, label: str) -> bytes:
         if entry.size > MAX_TEXT_FILE_BYTES:

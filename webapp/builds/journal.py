@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from webapp.builds.options import SECRET_MASK
@@ -76,4 +77,6 @@ def _apply_step(build: Build, raw: dict[str, Any]) -> Step:
     row.error = raw.get("error")
     row.started_at = raw.get("started_at")
     row.finished_at = raw.get("finished_at")
+    if "miss_reason" in raw:
+        row.miss_reason = json.dumps(raw["miss_reason"]) if raw["miss_reason"] is not None else None
     return row

@@ -22,6 +22,10 @@ def build_urls(build_id: int) -> dict[str, str]:
     }
 
 
+def compare_urls(a: int, b: int) -> dict[str, str]:
+    return {"url": f"/builds/{a}/compare/{b}", "api_url": f"/api/v1/builds/{a}/compare/{b}"}
+
+
 def step_to_dict(step: Step) -> dict[str, Any]:
     return {
         "index": step.index,
@@ -33,6 +37,7 @@ def step_to_dict(step: Step) -> dict[str, Any]:
         "finished_at": iso(step.finished_at),
         "duration_s": step.duration_s,
         "error": step.error,
+        "miss_reason": step.reason(),
     }
 
 
@@ -76,7 +81,7 @@ def build_to_dict(build: Build, *, steps: bool = True) -> dict[str, Any]:
         "context": {
             "source": build.context_source, "files": build.context_files, "bytes": build.context_bytes,
         },
-        "cache": {**cache_summary(build.steps), "saved_s": build.saved_s},
+        "cache": {**cache_summary(build.steps), "saved_s": build.saved_s, "compared_with": build.compared_with},
         "log": {"bytes": build.log_bytes, "truncated": build.log_truncated},
         **build_urls(build.id),
     }

@@ -25,9 +25,11 @@ from sqlalchemy import select, update
 from webapp.builds import context
 from webapp.builds.buildkit import BuildKitParser, dockerfile_stages
 from webapp.builds.compat import check_dockerfile, explain_engine_error
+from webapp.builds.insight import BuildFacts, MissExplainer, base_references, compare
 from webapp.builds.journal import BuildJournal
+from webapp.builds.manifest import load_manifest, manifest_path
 from webapp.builds.options import SECRET_MASK, BuildOptions, is_secret_arg
-from webapp.builds.present import build_to_dict
+from webapp.builds.present import build_to_dict, compare_urls, step_to_dict
 from webapp.builds.steps import (
     BuildResult,
     ClassicParser,
@@ -39,7 +41,7 @@ from webapp.builds.steps import (
 )
 from webapp.db import begin_write
 from webapp.engine import BuildRequest, Engine, EngineError
-from webapp.errors import BadRequest, Conflict, EngineUnavailable, NotFound, TooLarge
+from webapp.errors import BadRequest, Conflict, EngineUnavailable, LayerdeckError, NotFound, TooLarge
 from webapp.extensions import db
 from webapp.models import Build, BuildEvent, BuildStatus, Step
 
@@ -148,6 +150,7 @@ def submit_build(app: Flask, upload: Upload, options: BuildOptions, by: Actor | 
         return _record_build(app, options, dockerfile, fresh, by=by)
     finally:
         tmp.unlink(missing_ok=True)
+        manifest_path(tmp).unlink(missing_ok=True)
 
 
 def _stored_context(app: Flask, digest: str, limits: context.Limits) -> StoredContext | None:
@@ -286,6 +289,8 @@ def _record_build(app: Flask, options: BuildOptions, dockerfile: str, ctx: Store
             final = data_path(app, build.context_file)
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(ctx.fresh, final)
+            if manifest_path(ctx.fresh).is_file():
+                os.replace(manifest_path(ctx.fresh), manifest_path(final))
         # The build's first message is written with its row: a worker that claims the build at once
         # (before the journal would have run) still finds `queued` as message 1, ahead of `running`.
         first = {"type": "status", "seq": 1, "build": build_to_dict(build, steps=False)}
@@ -297,6 +302,7 @@ def _record_build(app: Flask, options: BuildOptions, dockerfile: str, ctx: Store
             runner.secrets.pop(held, None)
         if final is not None:
             final.unlink(missing_ok=True)
+            manifest_path(final).unlink(missing_ok=True)
         raise
     app.extensions["layerdeck.hub"].publish(build.id, [first])
     runner.wake()
@@ -466,6 +472,8 @@ class BuildRunner:
                 build_id=engine_build_id,
             )
             dockerfile_text = build.dockerfile_text
+            explainer = self._explainer(build)
+            db.session.rollback()
         if missing:  # cannot happen in one process; refuse rather than build with the mask as the value
             self.journal.status(build_id, status=BuildStatus.FAILED, finished_at=time.time(),
                                 error=f"The values of its secret build args ({', '.join(missing)}) are gone; "
@@ -473,7 +481,9 @@ class BuildRunner:
             self.journal.end(build_id)
             return
         self.journal.hide(build_id, list(secrets.values()))
-        self.journal.status(build_id)  # now running: every viewer's header changes
+        # Now running: every viewer's header changes (and learns which build the reasons compare with).
+        self.journal.status(build_id, base_images=json.dumps(dict(explainer.new.base_images)),
+                            compared_with=explainer.old.id if explainer.old else None)
         engine = self.engine
         on_stop = (lambda: engine.cancel_build(engine_build_id)) if request.builder == "buildkit" else None
         active = _Active(on_stop)
@@ -483,7 +493,7 @@ class BuildRunner:
         timer.daemon = True
         timer.start()
         try:
-            status, image_id, error = self._stream(build_id, request, active, dockerfile_text)
+            status, image_id, error = self._stream(build_id, request, active, dockerfile_text, explainer)
         finally:
             timer.cancel()
             self._hidden.pop(build_id, None)
@@ -498,7 +508,7 @@ class BuildRunner:
         self.journal.forget(build_id)
 
     def _stream(self, build_id: int, request: BuildRequest, active: _Active,
-                dockerfile_text: str) -> tuple[str, str | None, str | None]:
+                dockerfile_text: str, explainer: MissExplainer) -> tuple[str, str | None, str | None]:
         parser: ClassicParser | BuildKitParser
         if request.builder == "buildkit":
             parser = BuildKitParser(dockerfile=dockerfile_text or None)
@@ -516,7 +526,7 @@ class BuildRunner:
         lost: str | None = None
         try:
             for doc in iter_documents(stream):
-                self._emit(build_id, parser.feed(doc), seen)
+                self._emit(build_id, parser.feed(doc), seen, explainer)
         except Exception as exc:  # closed by a cancel, or the engine went away
             if active.reason is None:
                 lost = f"Lost the connection to the Docker engine during the build ({type(exc).__name__})."
@@ -529,7 +539,7 @@ class BuildRunner:
             except EngineUnavailable:
                 lost = "Lost the connection to the Docker engine during the build."
         events = parser.finish(cancelled=True) if active.reason is not None else parser.finish(error=lost)
-        result = self._emit(build_id, events, seen)
+        result = self._emit(build_id, events, seen, explainer)
         if request.target and dockerfile_text:
             self._mark_skipped_stages(build_id, dockerfile_text, seen)
         if active.reason == "timed_out":
@@ -544,7 +554,8 @@ class BuildRunner:
             return BuildStatus.FAILED, None, explain_engine_error(result.error, pull=request.pull)
         return BuildStatus.SUCCEEDED, result.image_id, None
 
-    def _emit(self, build_id: int, events: list[Event], seen: set[int]) -> BuildResult | None:
+    def _emit(self, build_id: int, events: list[Event], seen: set[int],
+              explainer: MissExplainer) -> BuildResult | None:
         result = None
         for event in events:
             if isinstance(event, LogLine):
@@ -558,10 +569,31 @@ class BuildRunner:
                     self._hidden.setdefault(build_id, set()).add(event.step.index)
                     continue
                 seen.add(event.step.index)
-                self.journal.step(build_id, event.step.to_dict())
+                data = event.step.to_dict()
+                data["miss_reason"] = explainer.observe(data)
+                self.journal.step(build_id, data)
             elif isinstance(event, BuildResult):
                 result = event
         return result
+
+    def _explainer(self, build: Build) -> MissExplainer:
+        """What this build's missed steps are explained against: the previous successful build of the same
+        image name with the same builder (the two builders keep separate caches), or none."""
+        args = build.comparable_args()
+        bases: dict[str, str] = {}
+        for ref in base_references(build.dockerfile_text or "", args):
+            try:
+                info = self.engine.inspect_image(ref)
+            except LayerdeckError:  # the build itself will say what is wrong with the engine or the image
+                info = None
+            if info is not None and info.get("Id"):
+                bases[ref] = str(info["Id"])
+        context_path = data_path(self.app, build.context_file)
+        new = BuildFacts(build.id, build.dockerfile_text or "", args, build.no_cache, bases,
+                         manifest=lambda: load_manifest(context_path))
+        old_build = previous_build(build)
+        old = facts_of(self.app, old_build) if old_build is not None else None
+        return MissExplainer(new, old, name=image_name(build.tag))
 
     def _mark_skipped_stages(self, build_id: int, dockerfile_text: str, seen: set[int]) -> None:
         """With a target, stages the build never touched are shown as skipped, in their Dockerfile place."""
@@ -576,6 +608,52 @@ class BuildRunner:
                 })
 
 
+def image_name(tag: str | None) -> str | None:
+    """The repository part of a tag ("demo/app:1" -> "demo/app"); None when untagged."""
+    if not tag:
+        return None
+    last = tag.rsplit("/", 1)[-1]
+    return tag.rsplit(":", 1)[0] if ":" in last else tag
+
+
+def same_name(query: Any, build: Build) -> Any:
+    """Limit a query of builds to those of the same image name as `build` (untagged builds go together)."""
+    repository = image_name(build.tag)
+    if repository:
+        return query.where((Build.tag == repository) | Build.tag.startswith(repository + ":", autoescape=True))
+    return query.where(Build.tag.is_(None))
+
+
+def previous_build(build: Build) -> Build | None:
+    """The previous successful build of the same image name with the same builder."""
+    query = select(Build).where(Build.id < build.id, Build.status == BuildStatus.SUCCEEDED,
+                                Build.builder == build.builder)
+    found: Build | None = db.session.scalars(same_name(query, build).order_by(Build.id.desc()).limit(1)).first()
+    return found
+
+
+def facts_of(app: Flask, build: Build) -> BuildFacts:
+    """A stored build as cache insight sees it (its manifest read only if a COPY needs it)."""
+    context_path = data_path(app, build.context_file)
+    steps = {s.index: step_to_dict(s) for s in build.steps}
+    return BuildFacts(build.id, build.dockerfile_text or "", build.comparable_args(), build.no_cache,
+                      build.resolved_bases(),
+                      steps, manifest=lambda: load_manifest(context_path))
+
+
+def compare_builds(app: Flask, a_id: int, b_id: int) -> dict[str, Any]:
+    """Two builds side by side (insight.compare), with each build's summary."""
+    found = {i: db.session.get(Build, i) for i in (a_id, b_id)}
+    for build_id, build in found.items():
+        if build is None:
+            raise NotFound(f"There is no build #{build_id}.", code="no_such_build")
+    a, b = found[a_id], found[b_id]
+    assert a is not None and b is not None
+    compared = compare(facts_of(app, a), facts_of(app, b))
+    return {"a": build_to_dict(a, steps=False), "b": build_to_dict(b, steps=False), **compared,
+            **compare_urls(a_id, b_id)}
+
+
 def time_saved(build_id: int) -> float | None:
     """Seconds the cache saved this build: each cached step is credited with the duration the same step
     (same place, same instruction, an image of the same name) took when it was last really built."""
@@ -585,12 +663,7 @@ def time_saved(build_id: int) -> float | None:
     cached = [s for s in build.steps if s.cached]
     if not cached:
         return 0.0
-    repository = (build.tag or "").rsplit(":", 1)[0] if build.tag and "@" not in build.tag else None
-    earlier = select(Build.id).where(Build.id < build_id, Build.dockerfile == build.dockerfile)
-    if repository:
-        earlier = earlier.where((Build.tag == repository) | Build.tag.startswith(repository + ":", autoescape=True))
-    else:
-        earlier = earlier.where(Build.tag.is_(None))
+    earlier = same_name(select(Build.id).where(Build.id < build_id, Build.dockerfile == build.dockerfile), build)
     total = 0.0
     for step in cached:
         built = db.session.scalars(

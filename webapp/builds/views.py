@@ -164,6 +164,12 @@ def get_build(build_id: int) -> Response:
     return jsonify(build_to_dict(find_build(build_id)))
 
 
+@bp.get("/api/v1/builds/<int:a>/compare/<int:b>")
+@access(Level.READ)
+def compare_builds(a: int, b: int) -> Response:
+    return jsonify(service.compare_builds(current_app._get_current_object(), a, b))  # type: ignore[attr-defined]
+
+
 @bp.get("/api/v1/builds/<int:build_id>/log")
 @access(Level.READ)
 def get_log(build_id: int) -> Response:
@@ -245,6 +251,26 @@ def build_page(build_id: int) -> str:
     build = find_build(build_id)
     runs = list(db.session.scalars(select(Run).where(Run.build_id == build_id).order_by(Run.id.desc()).limit(10)))
     return render_template("build.html", build=build_to_dict(build), runs=runs_to_dicts(runs))
+
+
+@bp.get("/builds/<int:a>/compare/<int:b>")
+@access(Level.READ)
+def compare_page(a: int, b: int) -> str:
+    compared = service.compare_builds(current_app._get_current_object(), a, b)  # type: ignore[attr-defined]
+    return render_template("compare.html", compared=compared)
+
+
+@bp.get("/builds/compare")
+@access(Level.READ)
+def compare_chosen() -> BaseResponse:
+    """The history page's form: two ticked builds (`?id=3&id=7`) -> their comparison, older first."""
+    try:
+        ids = sorted({int(i) for i in request.args.getlist("id")})
+    except ValueError:
+        raise BadRequest("Choose builds by their numbers.", code="invalid_query") from None
+    if len(ids) != 2:
+        raise BadRequest("Choose exactly two builds to compare.", code="choose_two")
+    return redirect(f"/builds/{ids[0]}/compare/{ids[1]}")
 
 
 @bp.get("/builds/new")
