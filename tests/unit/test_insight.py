@@ -157,5 +157,5 @@ def test_compare_aligns_rows_by_stage_and_position_and_masks_secret_args() -> No
     assert [(r["a"] and r["a"]["instruction"], r["b"]["instruction"]) for r in compared["rows"]] == [
         ("FROM base", "FROM base"), ("RUN one", "RUN two"), (None, "RUN three")]
     assert [r["same_instruction"] for r in compared["rows"]] == [True, False, False]
-    assert compared["args"] == [{"name": "TOKEN", "a": "••••••", "b": "••••••", "secret": True}]
+    assert compared["args"] == [{"name": "TOKEN", "a": "********", "b": "********", "secret": True}]
     assert compared["files"] is None  # no manifests known
