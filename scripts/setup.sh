@@ -82,7 +82,9 @@ setup_engine() {
 
 setup_test_tools() {
   [ -x /usr/bin/chromium ] || apt_install chromium
-  [ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -x httpd >/dev/null && ldd /bin/busybox 2>&1 | grep "not a dynamic" >/dev/null \
+  # The static busybox (ldd fails on a static binary) with httpd in it; a pipeline's status is its last
+  # failing command under pipefail, so no `| grep -q` here.
+  [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1 && [ -n "$(/bin/busybox --list 2>/dev/null | grep -x httpd)" ] \
     || apt_install busybox-static
   [ -x /usr/sbin/debootstrap ] || apt_install debootstrap
 }
