@@ -36,7 +36,16 @@ ACTIONS: dict[str, str] = {
 
 def record(action: str, target: str | None = None, *, detail: dict[str, Any] | None = None,
            user_id: int | None = None, user_name: str | None = None, via: str | None = None) -> None:
-    """Add one entry (committed). Who and from where default to the current request's identity."""
+    """Add one entry in its own transaction (committed). Who and from where default to the current
+    request's identity."""
+    begin_write()
+    add(action, target, detail=detail, user_id=user_id, user_name=user_name, via=via)
+    db.session.commit()
+
+
+def add(action: str, target: str | None = None, *, detail: dict[str, Any] | None = None,
+        user_id: int | None = None, user_name: str | None = None, via: str | None = None) -> None:
+    """Add one entry to the session's current (write) transaction: committed with what it records."""
     assert action in ACTIONS, action
     identity = g.get("identity") if has_request_context() else None
     if identity is not None:
@@ -45,11 +54,9 @@ def record(action: str, target: str | None = None, *, detail: dict[str, Any] | N
         via = via or identity.described
     address = request.remote_addr if has_request_context() else None
     shown = {k: v for k, v in (detail or {}).items() if v is not None}
-    begin_write()
     db.session.add(AuditEvent(at=time.time(), user_id=user_id, user_name=user_name, action=action,
                               target=target, detail=json.dumps(shown), address=address,
                               via=via or ("cli" if not has_request_context() else None)))
-    db.session.commit()
 
 
 def event_to_dict(event: AuditEvent) -> dict[str, Any]:

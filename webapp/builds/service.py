@@ -25,7 +25,7 @@ from sqlalchemy import select, update
 from webapp.builds import context
 from webapp.builds.buildkit import BuildKitParser, dockerfile_stages
 from webapp.builds.compat import check_dockerfile, explain_engine_error
-from webapp.builds.insight import BuildFacts, MissExplainer, base_references, compare
+from webapp.builds.insight import BuildFacts, LazyMapping, MissExplainer, base_references, compare
 from webapp.builds.journal import BuildJournal
 from webapp.builds.manifest import load_manifest, manifest_path
 from webapp.builds.options import SECRET_MASK, BuildOptions, is_secret_arg
@@ -113,7 +113,11 @@ class Actor:
     is_admin: bool = False
 
 
-def submit_build(app: Flask, upload: Upload, options: BuildOptions, by: Actor | None = None) -> Build:
+OnRecord = Callable[[Build], None]  # called inside the transaction that records a build (the audit entry)
+
+
+def submit_build(app: Flask, upload: Upload, options: BuildOptions, by: Actor | None = None,
+                 on_record: OnRecord | None = None) -> Build:
     """Check the engine, turn the upload into a clean context tar, then record the build as queued.
 
     The same bytes uploaded again (the everyday case: build, change nothing or just a setting, build
@@ -134,7 +138,7 @@ def submit_build(app: Flask, upload: Upload, options: BuildOptions, by: Actor | 
     digest = upload_digest(upload, dockerfile)
     earlier = _stored_context(app, digest, limits)
     if earlier is not None:
-        return _record_build(app, options, dockerfile, earlier, by=by)
+        return _record_build(app, options, dockerfile, earlier, by=by, on_record=on_record)
     if upload.archive is None and upload.dockerfile_text is None:
         raise Conflict(
             "Layerdeck has no stored context with that digest (for this Dockerfile path); "
@@ -147,7 +151,7 @@ def submit_build(app: Flask, upload: Upload, options: BuildOptions, by: Actor | 
             info = context.pack_dockerfile_text(upload.dockerfile_text or "", tmp, dockerfile)
         source = "folder" if upload.from_folder and info.source == "tar" else info.source
         fresh = StoredContext(source, info.files, info.bytes, digest, info.dockerfile_text, fresh=tmp)
-        return _record_build(app, options, dockerfile, fresh, by=by)
+        return _record_build(app, options, dockerfile, fresh, by=by, on_record=on_record)
     finally:
         tmp.unlink(missing_ok=True)
         manifest_path(tmp).unlink(missing_ok=True)
@@ -165,7 +169,8 @@ def _stored_context(app: Flask, digest: str, limits: context.Limits) -> StoredCo
                          earlier.dockerfile_text, existing=earlier.context_file)
 
 
-def rebuild(app: Flask, build_id: int, by: Actor | None = None, secrets: dict[str, str] | None = None) -> Build:
+def rebuild(app: Flask, build_id: int, by: Actor | None = None, secrets: dict[str, str] | None = None,
+            on_record: OnRecord | None = None) -> Build:
     """Build a build's stored context again with its options. Its secret build args were never kept, so
     their values must come again in `secrets`."""
     runner: BuildRunner = app.extensions["layerdeck.runner"]
@@ -196,7 +201,8 @@ def rebuild(app: Flask, build_id: int, by: Actor | None = None, secrets: dict[st
                            no_cache=source.no_cache, pull=source.pull)
     stored = StoredContext(source.context_source, source.context_files, source.context_bytes,
                            source.upload_digest or "", source.dockerfile_text, existing=source.context_file)
-    return _record_build(app, options, source.dockerfile, stored, rebuild_of=source.id, by=by)
+    return _record_build(app, options, source.dockerfile, stored, rebuild_of=source.id, by=by,
+                         on_record=on_record)
 
 
 def check_tag_policy(app: Flask, tag: str | None, by: Actor) -> None:
@@ -260,7 +266,7 @@ def secret_digest(app: Flask, value: str) -> str:
 
 
 def _record_build(app: Flask, options: BuildOptions, dockerfile: str, ctx: StoredContext,
-                  rebuild_of: int | None = None, by: Actor | None = None) -> Build:
+                  rebuild_of: int | None = None, by: Actor | None = None, on_record: OnRecord | None = None) -> Build:
     runner: BuildRunner = app.extensions["layerdeck.runner"]
     builder = choose_builder(app, options.builder)
     check_dockerfile(ctx.dockerfile_text, builder)
@@ -295,6 +301,8 @@ def _record_build(app: Flask, options: BuildOptions, dockerfile: str, ctx: Store
         # (before the journal would have run) still finds `queued` as message 1, ahead of `running`.
         first = {"type": "status", "seq": 1, "build": build_to_dict(build, steps=False)}
         db.session.add(BuildEvent(build_id=build.id, seq=1, type="status", data=json.dumps(first)))
+        if on_record is not None:
+            on_record(build)
         db.session.commit()
     except BaseException:
         db.session.rollback()
@@ -482,8 +490,7 @@ class BuildRunner:
             return
         self.journal.hide(build_id, list(secrets.values()))
         # Now running: every viewer's header changes (and learns which build the reasons compare with).
-        self.journal.status(build_id, base_images=json.dumps(dict(explainer.new.base_images)),
-                            compared_with=explainer.old.id if explainer.old else None)
+        self.journal.status(build_id, compared_with=explainer.old.id if explainer.old else None)
         engine = self.engine
         on_stop = (lambda: engine.cancel_build(engine_build_id)) if request.builder == "buildkit" else None
         active = _Active(on_stop)
@@ -503,7 +510,7 @@ class BuildRunner:
         with self.app.app_context():
             saved = time_saved(build_id)
         self.journal.status(build_id, status=status, finished_at=time.time(), image_id=image_id, error=error,
-                            saved_s=saved)
+                            saved_s=saved, base_images=json.dumps(dict(explainer.new.base_images)))
         self.journal.end(build_id)
         self.journal.forget(build_id)
 
@@ -532,8 +539,8 @@ class BuildRunner:
                 lost = f"Lost the connection to the Docker engine during the build ({type(exc).__name__})."
         finally:
             stream.close()
-        if active.reason is None and lost is None:
-            # The stream ended; if it ended without a result the engine may have died mid-build.
+        if active.reason is None and lost is None and not parser.answered:
+            # The stream ended without a result: the engine may have died mid-build.
             try:
                 self.engine.ping()
             except EngineUnavailable:
@@ -578,22 +585,28 @@ class BuildRunner:
 
     def _explainer(self, build: Build) -> MissExplainer:
         """What this build's missed steps are explained against: the previous successful build of the same
-        image name with the same builder (the two builders keep separate caches), or none."""
+        image name with the same builder (the two builders keep separate caches), or none. The image ids of
+        its FROM references are asked of the engine on a side thread while the build streams (a fully
+        cached build never needs them before it ends); a missed step that does waits for them."""
         args = build.comparable_args()
+        refs = base_references(build.dockerfile_text or "", args)
+        context_path = data_path(self.app, build.context_file)
+        new = BuildFacts(build.id, build.dockerfile_text or "", args, build.no_cache, LazyMapping(self._resolve, refs),
+                         manifest=lambda: load_manifest(context_path))
+        old_build = previous_build(build)
+        old = facts_of(self.app, old_build) if old_build is not None else None
+        return MissExplainer(new, old, name=image_name(build.tag))
+
+    def _resolve(self, refs: list[str]) -> dict[str, str]:
         bases: dict[str, str] = {}
-        for ref in base_references(build.dockerfile_text or "", args):
+        for ref in refs:
             try:
                 info = self.engine.inspect_image(ref)
             except LayerdeckError:  # the build itself will say what is wrong with the engine or the image
                 info = None
             if info is not None and info.get("Id"):
                 bases[ref] = str(info["Id"])
-        context_path = data_path(self.app, build.context_file)
-        new = BuildFacts(build.id, build.dockerfile_text or "", args, build.no_cache, bases,
-                         manifest=lambda: load_manifest(context_path))
-        old_build = previous_build(build)
-        old = facts_of(self.app, old_build) if old_build is not None else None
-        return MissExplainer(new, old, name=image_name(build.tag))
+        return bases
 
     def _mark_skipped_stages(self, build_id: int, dockerfile_text: str, seen: set[int]) -> None:
         """With a target, stages the build never touched are shown as skipped, in their Dockerfile place."""
@@ -660,22 +673,22 @@ def time_saved(build_id: int) -> float | None:
     build = db.session.get(Build, build_id)
     if build is None:
         return None
-    cached = [s for s in build.steps if s.cached]
+    cached = {s.index: s.instruction for s in build.steps if s.cached}
     if not cached:
         return 0.0
     earlier = same_name(select(Build.id).where(Build.id < build_id, Build.dockerfile == build.dockerfile), build)
-    total = 0.0
-    for step in cached:
-        built = db.session.scalars(
-            select(Step).where(Step.build_id.in_(earlier), Step.index == step.index,
-                               Step.instruction == step.instruction, Step.cached.is_(False),
-                               Step.started_at.is_not(None), Step.finished_at.is_not(None))
-            .order_by(Step.build_id.desc()).limit(1)
-        ).first()
-        if built is not None and built.duration_s:
-            total += built.duration_s
+    rows = db.session.execute(
+        select(Step.index, Step.instruction, Step.started_at, Step.finished_at)
+        .where(Step.build_id.in_(earlier), Step.index.in_(cached), Step.cached.is_(False),
+               Step.started_at.is_not(None), Step.finished_at.is_not(None))
+        .order_by(Step.build_id.desc())
+    )
+    credited: dict[int, float] = {}
+    for index, instruction, started, finished in rows:  # newest first: the last real build is credited
+        if index not in credited and cached[index] == instruction and started is not None and finished is not None:
+            credited[index] = finished - started
     db.session.rollback()
-    return round(total, 3)
+    return round(sum(credited.values()), 3)
 
 
 def settle_interrupted(app: Flask, journal: BuildJournal) -> list[int]:

@@ -278,6 +278,11 @@ class ClassicParser:
             self._on_error(doc)
         return self._take_events()
 
+    @property
+    def answered(self) -> bool:
+        """Whether the engine reported how the build ended (an image id or an error)."""
+        return self._image_id is not None or self._error is not None
+
     def finish(self, *, cancelled: bool = False, error: str | None = None) -> list[Event]:
         """End of stream -> the last events, ending with the one :class:`BuildResult`.
 

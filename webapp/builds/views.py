@@ -49,8 +49,15 @@ def actor() -> service.Actor:
     return service.Actor(user_id=identity.user_id, is_admin=identity.role == "admin")
 
 
-def audit_build(action: str, build: Build, **detail: object) -> None:
-    audit.record(action, f"build {build.id}", detail={"tag": build.tag, "builder": build.builder, **detail})
+def audit_build(action: str, build: Build, *, commit: bool = True, **detail: object) -> None:
+    entry = audit.record if commit else audit.add
+    entry(action, f"build {build.id}", detail={"tag": build.tag, "builder": build.builder, **detail})
+
+
+def audit_created(build: Build) -> None:
+    """The audit entry of a new build, written in the transaction that records it."""
+    audit_build("build.rebuild" if build.rebuild_of else "build.create", build, commit=False,
+                source=build.context_source, rebuild_of=build.rebuild_of)
 
 def find_build(build_id: int) -> Build:
     build = db.session.get(Build, build_id)
@@ -131,7 +138,7 @@ def create_build() -> tuple[Response, int]:
         # 409 context_unknown tells it to send the archive after all.
         options = _options_from(request.args)
         upload = service.Upload(archive_sha256=_parse_digest(request.args["context_digest"]))
-        build = service.submit_build(app, upload, options, actor())
+        build = service.submit_build(app, upload, options, actor(), audit_created)
     elif request.mimetype in RAW_ARCHIVE_TYPES:
         options = _options_from(request.args)
         with HashingFile(Path(app.config["DATA_DIR"]) / "tmp") as body:
@@ -140,11 +147,10 @@ def create_build() -> tuple[Response, int]:
             body.flush()
             upload = service.Upload(archive=Path(body.name), archive_sha256=body.sha256(),
                                     from_folder=request.args.get("context_source") == "folder")
-            build = service.submit_build(app, upload, options, actor())
+            build = service.submit_build(app, upload, options, actor(), audit_created)
     else:
         options = _options_from(request.form)
-        build = service.submit_build(app, _upload_from_form(), options, actor())
-    audit_build("build.create", build, source=build.context_source)
+        build = service.submit_build(app, _upload_from_form(), options, actor(), audit_created)
     urls = build_urls(build.id)
     reply = {"id": build.id, "status": build.status, "url": urls["url"], "api_url": urls["api_url"],
              "ws_url": urls["ws_url"]}
@@ -194,8 +200,7 @@ def rebuild_build(build_id: int) -> tuple[Response, int]:
     body = request.get_json(silent=True) if request.is_json else None
     secrets = parse_build_args(json.dumps(body.get("build_args") or {})) if isinstance(body, dict) else {}
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    build = service.rebuild(app, build_id, actor(), secrets)
-    audit_build("build.rebuild", build, rebuild_of=build_id)
+    build = service.rebuild(app, build_id, actor(), secrets, audit_created)
     urls = build_urls(build.id)
     return jsonify({"id": build.id, "status": build.status, **urls}), 202
 
