@@ -499,29 +499,28 @@ class BuildRunner:
         timer = threading.Timer(self.timeout, active.stop, args=("timed_out",))
         timer.daemon = True
         timer.start()
+        steps: dict[int, dict[str, Any]] = {}  # each step as last reported, by index
         try:
-            status, image_id, error = self._stream(build_id, request, active, dockerfile_text, explainer)
+            status, image_id, error = self._stream(build_id, request, active, dockerfile_text, explainer, steps)
         finally:
             timer.cancel()
             self._hidden.pop(build_id, None)
             with self._active_lock:
                 self._active.pop(build_id, None)
-        self.journal.sync()  # the steps are stored: credit the cached ones
         with self.app.app_context():
-            saved = time_saved(build_id)
+            saved = time_saved(build_id, {i: s["instruction"] for i, s in steps.items() if s.get("cached")})
         self.journal.status(build_id, status=status, finished_at=time.time(), image_id=image_id, error=error,
                             saved_s=saved, base_images=json.dumps(dict(explainer.new.base_images)))
         self.journal.end(build_id)
         self.journal.forget(build_id)
 
-    def _stream(self, build_id: int, request: BuildRequest, active: _Active,
-                dockerfile_text: str, explainer: MissExplainer) -> tuple[str, str | None, str | None]:
+    def _stream(self, build_id: int, request: BuildRequest, active: _Active, dockerfile_text: str,
+                explainer: MissExplainer, seen: dict[int, dict[str, Any]]) -> tuple[str, str | None, str | None]:
         parser: ClassicParser | BuildKitParser
         if request.builder == "buildkit":
             parser = BuildKitParser(dockerfile=dockerfile_text or None)
         else:
             parser = ClassicParser()
-        seen: set[int] = set()
         try:
             stream = self.engine.start_build(request)
         except EngineUnavailable as exc:
@@ -561,7 +560,7 @@ class BuildRunner:
             return BuildStatus.FAILED, None, explain_engine_error(result.error, pull=request.pull)
         return BuildStatus.SUCCEEDED, result.image_id, None
 
-    def _emit(self, build_id: int, events: list[Event], seen: set[int],
+    def _emit(self, build_id: int, events: list[Event], seen: dict[int, dict[str, Any]],
               explainer: MissExplainer) -> BuildResult | None:
         result = None
         for event in events:
@@ -575,9 +574,9 @@ class BuildRunner:
                     # It is not the user's step: its lines go with the build's own, like BuildKit's.
                     self._hidden.setdefault(build_id, set()).add(event.step.index)
                     continue
-                seen.add(event.step.index)
                 data = event.step.to_dict()
                 data["miss_reason"] = explainer.observe(data)
+                seen[event.step.index] = data
                 self.journal.step(build_id, data)
             elif isinstance(event, BuildResult):
                 result = event
@@ -608,7 +607,7 @@ class BuildRunner:
                 bases[ref] = str(info["Id"])
         return bases
 
-    def _mark_skipped_stages(self, build_id: int, dockerfile_text: str, seen: set[int]) -> None:
+    def _mark_skipped_stages(self, build_id: int, dockerfile_text: str, seen: dict[int, dict[str, Any]]) -> None:
         """With a target, stages the build never touched are shown as skipped, in their Dockerfile place."""
         for stage in dockerfile_stages(dockerfile_text):
             if any(i.index in seen for i in stage.instructions):
@@ -667,13 +666,13 @@ def compare_builds(app: Flask, a_id: int, b_id: int) -> dict[str, Any]:
             **compare_urls(a_id, b_id)}
 
 
-def time_saved(build_id: int) -> float | None:
-    """Seconds the cache saved this build: each cached step is credited with the duration the same step
-    (same place, same instruction, an image of the same name) took when it was last really built."""
+def time_saved(build_id: int, cached: dict[int, str]) -> float | None:
+    """Seconds the cache saved this build: each cached step (index -> instruction, as the stream reported
+    them: no need to wait for them to be stored) is credited with the duration the same step (same place,
+    same instruction, an image of the same name) took when it was last really built."""
     build = db.session.get(Build, build_id)
     if build is None:
         return None
-    cached = {s.index: s.instruction for s in build.steps if s.cached}
     if not cached:
         return 0.0
     earlier = same_name(select(Build.id).where(Build.id < build_id, Build.dockerfile == build.dockerfile), build)
