@@ -147,6 +147,9 @@ def test_viewers_read_the_files_but_only_members_and_admins_edit(
 
     assert viewer.get(f"{first['api_url']}/files").status_code == 200
     assert viewer.get(f"{first['api_url']}/files/Dockerfile").status_code == 200
+    page = viewer.get(f"/builds/{first['id']}/present")
+    assert page.status_code == 200 and b'data-testid="present"' in page.data
+    assert b'data-testid="editor"' not in page.data and b'data-testid="present-rebuild"' not in page.data
     refused = edit(viewer, first, {"Dockerfile": f"FROM {base_image}\nLABEL x=y\n"})
     assert refused.status_code == 403 and refused.get_json()["error"]["code"] == "forbidden"
     for url in (f"{first['api_url']}/files", f"{first['api_url']}/files/Dockerfile"):

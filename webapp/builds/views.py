@@ -281,6 +281,12 @@ def build_page(build_id: int) -> str:
     return render_template("build.html", build=build_to_dict(build), runs=runs_to_dicts(runs))
 
 
+@bp.get("/builds/<int:build_id>/present")
+@access(Level.READ)
+def present_page(build_id: int) -> str:
+    return render_template("present.html", build=build_to_dict(find_build(build_id)))
+
+
 @bp.get("/builds/new")
 @access(Level.READ)
 def new_build_redirect() -> BaseResponse:
