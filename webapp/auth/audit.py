@@ -17,6 +17,7 @@ from webapp.models import AuditEvent, iso
 ACTIONS: dict[str, str] = {
     "build.create": "started a build",
     "build.rebuild": "rebuilt",
+    "build.edit": "edited files and rebuilt",
     "build.cancel": "cancelled a build",
     "run.create": "ran a container",
     "run.stop": "stopped a run",

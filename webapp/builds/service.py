@@ -23,6 +23,7 @@ from flask import Flask
 from sqlalchemy import select, update
 
 from webapp.builds import context
+from webapp.builds import edits as edits_mod
 from webapp.builds.buildkit import BuildKitParser, dockerfile_stages
 from webapp.builds.compat import check_dockerfile, explain_engine_error
 from webapp.builds.insight import BuildFacts, LazyMapping, MissExplainer, base_references, compare
@@ -173,15 +174,71 @@ def rebuild(app: Flask, build_id: int, by: Actor | None = None, secrets: dict[st
             on_record: OnRecord | None = None) -> Build:
     """Build a build's stored context again with its options. Its secret build args were never kept, so
     their values must come again in `secrets`."""
+    source = _rebuild_source(app, build_id)
+    options = _rebuild_options(source, secrets or {})
     runner: BuildRunner = app.extensions["layerdeck.runner"]
+    runner.engine.ping()
+    by = by or Actor()
+    check_tag_policy(app, source.tag, by)
+    return _record_build(app, options, source.dockerfile, _same_context(source), rebuild_of=source.id, by=by,
+                         on_record=on_record)
+
+
+def edit_and_rebuild(app: Flask, build_id: int, edits: dict[str, bytes], by: Actor | None = None,
+                     secrets: dict[str, str] | None = None,
+                     on_record: Callable[[Build, list[str]], None] | None = None) -> tuple[Build, list[str]]:
+    """Rebuild with some of the stored context's text files replaced (`edits`: path -> new bytes), into a
+    new context file: every other file stays byte-identical, so the cache hits up to the first step that
+    copies a changed file. Returns the new build and the paths that really changed (none: a plain rebuild
+    of the same context). A refused edit leaves no file and no row behind."""
+    source = _rebuild_source(app, build_id)
+    options = _rebuild_options(source, secrets or {})
+    runner: BuildRunner = app.extensions["layerdeck.runner"]
+    runner.engine.ping()
+    by = by or Actor()
+    check_tag_policy(app, source.tag, by)
+    limits = limits_for(app)
+    tmp = data_path(app, "tmp", f"context-{uuid.uuid4().hex}.tar")
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        edited = edits_mod.write_edited(
+            data_path(app, source.context_file), tmp, edits, dockerfile=source.dockerfile,
+            dockerfile_text=source.dockerfile_text, limits=limits, mtime=int(time.time()))
+        if not edited.changed:
+            stored = _same_context(source)
+        else:
+            digest = upload_digest(Upload(archive_sha256=sha256_file(tmp)), source.dockerfile)
+            stored = _stored_context(app, digest, limits) or StoredContext(
+                "edited", edited.files, edited.bytes, digest, edited.dockerfile_text, fresh=tmp)
+        changed = edited.changed
+        build = _record_build(app, options, source.dockerfile, stored, rebuild_of=source.id, by=by,
+                              on_record=(lambda b: on_record(b, changed)) if on_record else None)
+        return build, changed
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def context_path(app: Flask, build: Build) -> Path:
+    """Where a build's stored context is, or 409 context_gone."""
+    path = data_path(app, build.context_file) if build.context_file else None
+    if path is None or not path.is_file():
+        raise Conflict(f"Build #{build.id}'s context is no longer stored.", code="context_gone")
+    return path
+
+
+def _rebuild_source(app: Flask, build_id: int) -> Build:
     source = db.session.get(Build, build_id)
     if source is None:
         raise NotFound(f"There is no build #{build_id}.", code="no_such_build")
-    if not data_path(app, source.context_file).is_file():
+    if not source.context_file or not data_path(app, source.context_file).is_file():
         raise Conflict(f"Build #{build_id}'s context is no longer stored, so it cannot be rebuilt.",
                        code="context_gone")
+    return source
+
+
+def _rebuild_options(source: Build, secrets: dict[str, str]) -> BuildOptions:
+    """The source build's options, with the values of its secret build args (never stored) from `secrets`."""
     needed = sorted(json.loads(source.secret_args or "{}"))
-    secrets = secrets or {}
     extra = sorted(set(secrets) - set(needed))
     if extra:
         raise BadRequest(f"A rebuild takes only the values of the build's secret args; {', '.join(extra)} "
@@ -189,20 +246,18 @@ def rebuild(app: Flask, build_id: int, by: Actor | None = None, secrets: dict[st
     missing = [name for name in needed if name not in secrets]
     if missing:
         err = BadRequest(
-            f"Build #{build_id} had secret build args ({', '.join(missing)}); Layerdeck never keeps their "
+            f"Build #{source.id} had secret build args ({', '.join(missing)}); Layerdeck never keeps their "
             "values, so send them again with the rebuild (or start a new build).", code="secrets_needed")
         err.extra["secret_build_args"] = missing
         raise err
-    runner.engine.ping()
-    by = by or Actor()
-    check_tag_policy(app, source.tag, by)
-    options = BuildOptions(builder=source.builder, tag=source.tag, dockerfile=source.dockerfile,
-                           build_args={**source.args(), **secrets}, target=source.target,
-                           no_cache=source.no_cache, pull=source.pull)
-    stored = StoredContext(source.context_source, source.context_files, source.context_bytes,
-                           source.upload_digest or "", source.dockerfile_text, existing=source.context_file)
-    return _record_build(app, options, source.dockerfile, stored, rebuild_of=source.id, by=by,
-                         on_record=on_record)
+    return BuildOptions(builder=source.builder, tag=source.tag, dockerfile=source.dockerfile,
+                        build_args={**source.args(), **secrets}, target=source.target,
+                        no_cache=source.no_cache, pull=source.pull)
+
+
+def _same_context(source: Build) -> StoredContext:
+    return StoredContext(source.context_source, source.context_files, source.context_bytes,
+                         source.upload_digest or "", source.dockerfile_text, existing=source.context_file)
 
 
 def check_tag_policy(app: Flask, tag: str | None, by: Actor) -> None:

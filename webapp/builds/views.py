@@ -24,7 +24,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from webapp.auth import audit
 from webapp.auth.access import Level, access
 from webapp.auth.gate import require_identity, require_owner
-from webapp.builds import service
+from webapp.builds import edits, service
 from webapp.builds.options import (
     BUILDERS,
     BuildOptions,
@@ -205,6 +205,41 @@ def rebuild_build(build_id: int) -> tuple[Response, int]:
     return jsonify({"id": build.id, "status": build.status, **urls}), 202
 
 
+@bp.get("/api/v1/builds/<int:build_id>/files")
+@access(Level.READ)
+def list_files(build_id: int) -> Response:
+    build = find_build(build_id)
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    found, truncated = edits.list_files(service.context_path(app, build))
+    return jsonify({"build_id": build.id, "dockerfile": build.dockerfile, "files": [f.to_dict() for f in found],
+                    "truncated": truncated, "max_file_bytes": edits.MAX_EDIT_BYTES})
+
+
+@bp.get("/api/v1/builds/<int:build_id>/files/<path:path>")
+@access(Level.READ)
+def get_file(build_id: int, path: str) -> Response:
+    build = find_build(build_id)
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    found, text = edits.read_text(service.context_path(app, build), path)
+    return jsonify({**found.to_dict(), "content": text})
+
+
+@bp.post("/api/v1/builds/<int:build_id>/edit")
+@access(Level.BUILD)
+def edit_build(build_id: int) -> tuple[Response, int]:
+    body = request.get_json(silent=True) if request.is_json else None
+    if not isinstance(body, dict):
+        raise BadRequest('Send JSON: {"files": {"path/in/context": "new text", ...}}.', code="invalid_edit")
+    changes = edits.check_edits(body.get("files"))
+    secrets = parse_build_args(json.dumps(body.get("build_args") or {}))
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    build, changed = service.edit_and_rebuild(
+        app, build_id, changes, actor(), secrets,
+        lambda b, files: audit_build("build.edit", b, commit=False, edit_of=build_id, files=files))
+    urls = build_urls(build.id)
+    return jsonify({"id": build.id, "status": build.status, "changed": changed, **urls}), 202
+
+
 @bp.post("/api/v1/builds/<int:build_id>/cancel")
 @access(Level.BUILD)
 def cancel_build(build_id: int) -> tuple[Response, int]:
@@ -276,6 +311,12 @@ def compare_chosen() -> BaseResponse:
     if len(ids) != 2:
         raise BadRequest("Choose exactly two builds to compare.", code="choose_two")
     return redirect(f"/builds/{ids[0]}/compare/{ids[1]}")
+
+
+@bp.get("/builds/<int:build_id>/present")
+@access(Level.READ)
+def present_page(build_id: int) -> str:
+    return render_template("present.html", build=build_to_dict(find_build(build_id)))
 
 
 @bp.get("/builds/new")
