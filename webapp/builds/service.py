@@ -424,6 +424,38 @@ class _Active:
         stream.close()
 
 
+class _Prepared:
+    """What a running build needs from the database besides the engine (the earlier build its misses are
+    explained against, and what its cached steps are credited with), read on a side thread while the
+    engine takes the context in: for a fully cached build that is most of the engine's time."""
+
+    def __init__(self, runner: BuildRunner, build_id: int) -> None:
+        self._done = threading.Event()
+        self._value: tuple[MissExplainer, dict[tuple[int, str], float]] | None = None
+        self._error: BaseException | None = None
+        threading.Thread(target=self._read, args=(runner, build_id), name=f"layerdeck-prepare-{build_id}",
+                         daemon=True).start()
+
+    def _read(self, runner: BuildRunner, build_id: int) -> None:
+        try:
+            with runner.app.app_context():
+                build = db.session.get(Build, build_id)
+                assert build is not None
+                self._value = (runner._explainer(build), step_credits(build))
+                db.session.rollback()
+        except BaseException as exc:  # raised again in the worker, where build errors are handled
+            self._error = exc
+        finally:
+            self._done.set()
+
+    def get(self) -> tuple[MissExplainer, dict[tuple[int, str], float]]:
+        self._done.wait()
+        if self._error is not None:
+            raise self._error
+        assert self._value is not None
+        return self._value
+
+
 class BuildRunner:
     """A bounded pool of worker threads; each claims queued builds and streams them through the engine."""
 
@@ -535,7 +567,6 @@ class BuildRunner:
                 build_id=engine_build_id,
             )
             dockerfile_text = build.dockerfile_text
-            explainer = self._explainer(build)
             db.session.rollback()
         if missing:  # cannot happen in one process; refuse rather than build with the mask as the value
             self.journal.status(build_id, status=BuildStatus.FAILED, finished_at=time.time(),
@@ -544,8 +575,8 @@ class BuildRunner:
             self.journal.end(build_id)
             return
         self.journal.hide(build_id, list(secrets.values()))
-        # Now running: every viewer's header changes (and learns which build the reasons compare with).
-        self.journal.status(build_id, compared_with=explainer.old.id if explainer.old else None)
+        self.journal.status(build_id)  # now running: every viewer's header changes
+        prepared = _Prepared(self, build_id)  # read while the engine takes the context in
         engine = self.engine
         on_stop = (lambda: engine.cancel_build(engine_build_id)) if request.builder == "buildkit" else None
         active = _Active(on_stop)
@@ -556,21 +587,22 @@ class BuildRunner:
         timer.start()
         steps: dict[int, dict[str, Any]] = {}  # each step as last reported, by index
         try:
-            status, image_id, error = self._stream(build_id, request, active, dockerfile_text, explainer, steps)
+            status, image_id, error = self._stream(build_id, request, active, dockerfile_text, prepared, steps)
         finally:
             timer.cancel()
             self._hidden.pop(build_id, None)
             with self._active_lock:
                 self._active.pop(build_id, None)
-        with self.app.app_context():
-            saved = time_saved(build_id, {i: s["instruction"] for i, s in steps.items() if s.get("cached")})
+        explainer, credits = prepared.get()
+        saved = time_saved(credits, {i: s["instruction"] for i, s in steps.items() if s.get("cached")})
         self.journal.status(build_id, status=status, finished_at=time.time(), image_id=image_id, error=error,
-                            saved_s=saved, base_images=json.dumps(dict(explainer.new.base_images)))
+                            saved_s=saved, base_images=json.dumps(dict(explainer.new.base_images)),
+                            compared_with=explainer.old.id if explainer.old else None)
         self.journal.end(build_id)
         self.journal.forget(build_id)
 
     def _stream(self, build_id: int, request: BuildRequest, active: _Active, dockerfile_text: str,
-                explainer: MissExplainer, seen: dict[int, dict[str, Any]]) -> tuple[str, str | None, str | None]:
+                prepared: _Prepared, seen: dict[int, dict[str, Any]]) -> tuple[str, str | None, str | None]:
         parser: ClassicParser | BuildKitParser
         if request.builder == "buildkit":
             parser = BuildKitParser(dockerfile=dockerfile_text or None)
@@ -587,7 +619,7 @@ class BuildRunner:
         lost: str | None = None
         try:
             for doc in iter_documents(stream):
-                self._emit(build_id, parser.feed(doc), seen, explainer)
+                self._emit(build_id, parser.feed(doc), seen, prepared)
         except Exception as exc:  # closed by a cancel, or the engine went away
             if active.reason is None:
                 lost = f"Lost the connection to the Docker engine during the build ({type(exc).__name__})."
@@ -600,7 +632,7 @@ class BuildRunner:
             except EngineUnavailable:
                 lost = "Lost the connection to the Docker engine during the build."
         events = parser.finish(cancelled=True) if active.reason is not None else parser.finish(error=lost)
-        result = self._emit(build_id, events, seen, explainer)
+        result = self._emit(build_id, events, seen, prepared)
         if request.target and dockerfile_text:
             self._mark_skipped_stages(build_id, dockerfile_text, seen)
         if active.reason == "timed_out":
@@ -616,7 +648,7 @@ class BuildRunner:
         return BuildStatus.SUCCEEDED, result.image_id, None
 
     def _emit(self, build_id: int, events: list[Event], seen: dict[int, dict[str, Any]],
-              explainer: MissExplainer) -> BuildResult | None:
+              prepared: _Prepared) -> BuildResult | None:
         result = None
         for event in events:
             if isinstance(event, LogLine):
@@ -630,7 +662,7 @@ class BuildRunner:
                     self._hidden.setdefault(build_id, set()).add(event.step.index)
                     continue
                 data = event.step.to_dict()
-                data["miss_reason"] = explainer.observe(data)
+                data["miss_reason"] = prepared.get()[0].observe(data)
                 seen[event.step.index] = data
                 self.journal.step(build_id, data)
             elif isinstance(event, BuildResult):
@@ -721,28 +753,32 @@ def compare_builds(app: Flask, a_id: int, b_id: int) -> dict[str, Any]:
             **compare_urls(a_id, b_id)}
 
 
-def time_saved(build_id: int, cached: dict[int, str]) -> float | None:
-    """Seconds the cache saved this build: each cached step (index -> instruction, as the stream reported
-    them: no need to wait for them to be stored) is credited with the duration the same step (same place,
-    same instruction, an image of the same name) took when it was last really built."""
-    build = db.session.get(Build, build_id)
-    if build is None:
-        return None
-    if not cached:
-        return 0.0
-    earlier = same_name(select(Build.id).where(Build.id < build_id, Build.dockerfile == build.dockerfile), build)
+# How many earlier builds of an image name time saved looks back through for a step's last real build.
+CREDIT_HISTORY = 200
+
+
+def step_credits(build: Build) -> dict[tuple[int, str], float]:
+    """(index, instruction) -> how long that step took the last time an earlier build of the same image name
+    (and Dockerfile path) really built it: what a cached step of this build is credited with."""
+    earlier = (same_name(select(Build.id).where(Build.id < build.id, Build.dockerfile == build.dockerfile), build)
+               .order_by(Build.id.desc()).limit(CREDIT_HISTORY))
     rows = db.session.execute(
         select(Step.index, Step.instruction, Step.started_at, Step.finished_at)
-        .where(Step.build_id.in_(earlier), Step.index.in_(cached), Step.cached.is_(False),
+        .where(Step.build_id.in_(earlier), Step.cached.is_(False),
                Step.started_at.is_not(None), Step.finished_at.is_not(None))
         .order_by(Step.build_id.desc())
     )
-    credited: dict[int, float] = {}
+    credits: dict[tuple[int, str], float] = {}
     for index, instruction, started, finished in rows:  # newest first: the last real build is credited
-        if index not in credited and cached[index] == instruction and started is not None and finished is not None:
-            credited[index] = finished - started
-    db.session.rollback()
-    return round(sum(credited.values()), 3)
+        if started is not None and finished is not None:
+            credits.setdefault((index, instruction), finished - started)
+    return credits
+
+
+def time_saved(credits: dict[tuple[int, str], float], cached: dict[int, str]) -> float:
+    """Seconds the cache saved a build: each of its cached steps (index -> instruction) credited with the
+    time the same step (same place, same instruction, same image name) took when it was last really built."""
+    return round(sum(credits.get((index, instruction), 0.0) for index, instruction in cached.items()), 3)
 
 
 def settle_interrupted(app: Flask, journal: BuildJournal) -> list[int]:
