@@ -3,7 +3,7 @@
 
 import { h, icon, parseApiError, csrfHeaders } from "./dom.js";
 import { formatBytes, formatMB, plural } from "./time.js";
-import { folderToTar } from "./tar.js";
+import { folderToTar, stripSharedTop } from "./tar.js";
 
 const MiB = 1024 * 1024;
 const ARCHIVE_NAME = /\.(tar|tar\.gz|tgz|zip)$/i;
@@ -126,6 +126,7 @@ function setSelection(selection) {
     box.hidden = true;
     dropzone.classList.remove("has-selection");
     updateSummary();
+    scheduleAdvice();
     return;
   }
   let name;
@@ -162,6 +163,7 @@ function setSelection(selection) {
   dropzone.classList.add("has-selection");
   if (state.problem) showError("Too large to upload", state.problem);
   updateSummary();
+  scheduleAdvice();
 }
 
 $("selection-clear").addEventListener("click", () => {
@@ -575,3 +577,79 @@ document.addEventListener("layerdeck:engine", (e) => {
 });
 
 setMode("upload");
+
+// ---------------------------------------------------------------- advice before building
+
+let adviceTimer = null;
+let adviceAsked = 0;
+
+/** What the server needs to advise on what is about to be built, or null when the page cannot know it. */
+async function adviceRequest() {
+  if (state.mode === "paste") {
+    const text = $("dockerfile-text").value;
+    return text.trim() ? { dockerfile: text } : null;
+  }
+  const selection = state.selection;
+  if (!selection || selection.kind !== "folder") return null; // an archive is read on the server only
+  const paths = stripSharedTop(selection.entries.map((e) => e.path));
+  const wanted = ($("dockerfile").value || "").trim() || "Dockerfile";
+  const at = (name) => selection.entries[paths.indexOf(name)];
+  const dockerfile = at(wanted);
+  if (!dockerfile || dockerfile.file.size > 1024 * 1024) return null;
+  const ignore = at(".dockerignore");
+  return {
+    dockerfile: await dockerfile.file.text(),
+    dockerfile_path: wanted,
+    dockerignore: ignore && ignore.file.size < 1024 * 1024 ? await ignore.file.text() : null,
+    paths,
+    bytes: selection.entries.reduce((sum, e) => sum + e.file.size, 0),
+  };
+}
+
+function renderAdvice(items) {
+  const panel = $("advice-preview");
+  if (!panel) return;
+  panel.hidden = items.length === 0;
+  $("advice-preview-list").replaceChildren(...items.map((item) => h("li",
+    { class: "advice__item", "data-testid": "advice-item", "data-rule": item.rule },
+    h("div", { class: "advice__where" }, h("span", { class: "advice__line" }, `line ${item.line}`), " ",
+      h("span", { class: "advice__rule mono" }, item.rule)),
+    h("p", { class: "advice__message" }, item.message),
+    item.suggestion ? h("pre", { class: "advice__suggestion mono" }, item.suggestion) : null)));
+}
+
+async function refreshAdvice() {
+  const asked = ++adviceAsked;
+  let body;
+  try {
+    body = await adviceRequest();
+  } catch {
+    body = null; // a file the browser could not read: no advice, the build still works
+  }
+  if (asked !== adviceAsked) return;
+  if (!body) {
+    renderAdvice([]);
+    return;
+  }
+  try {
+    const res = await fetch("/api/v1/advice", {
+      method: "POST",
+      headers: csrfHeaders({ "Content-Type": "application/json", Accept: "application/json" }),
+      body: JSON.stringify(body),
+    });
+    if (asked !== adviceAsked) return;
+    renderAdvice(res.ok ? (await res.json()).advice : []);
+  } catch {
+    if (asked === adviceAsked) renderAdvice([]);
+  }
+}
+
+/** Ask again a moment after the last change (typing in the Dockerfile box, choosing a folder). */
+export function scheduleAdvice() {
+  window.clearTimeout(adviceTimer);
+  adviceTimer = window.setTimeout(refreshAdvice, 350);
+}
+
+$("dockerfile-text").addEventListener("input", scheduleAdvice);
+$("dockerfile").addEventListener("input", scheduleAdvice);
+for (const tab of tabs) tab.addEventListener("click", scheduleAdvice);

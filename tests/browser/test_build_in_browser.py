@@ -103,3 +103,33 @@ def test_a_bad_upload_shows_the_reason_in_the_page(page: Any, served: Served, tm
     assert "not a tar, tar.gz or zip archive" in error.inner_text()
     assert page.url == served.url + "/"
     shot(page, "index-error")
+
+
+def test_advice_appears_before_building_for_a_pasted_dockerfile_and_a_folder(
+    page: Any, served: Served, tmp_path: Path
+) -> None:
+    page.goto(served.url + "/")
+    preview = page.locator('[data-testid="advice-preview"]')
+    assert preview.is_hidden()
+    page.click('[data-testid="mode-paste"]')
+    page.fill('[data-testid="dockerfile-textarea"]',
+              "FROM python:3.12-slim\nWORKDIR /app\nCOPY . .\nRUN pip install -r requirements.txt\n")
+    page.wait_for_selector('[data-testid="advice-preview"] [data-rule="copy-before-install"]')
+    assert "requirements.txt" in preview.inner_text()
+    # Fixed: the advice goes away while the Dockerfile is typed.
+    page.fill('[data-testid="dockerfile-textarea"]', "FROM python:3.12-slim\nWORKDIR /app\nCOPY requirements.txt .\n"
+              "RUN pip install --no-cache-dir -r requirements.txt\nCOPY . .\n")
+    page.wait_for_selector('[data-testid="advice-preview"]', state="hidden")
+
+    # A folder of many files and no .dockerignore.
+    folder = tmp_path / "big-app"
+    (folder / "node_modules").mkdir(parents=True)
+    (folder / "Dockerfile").write_text("FROM scratch\nCOPY . /app\n")
+    for i in range(220):
+        (folder / "node_modules" / f"m{i}.js").write_text(f"module.exports = {i}\n")
+    page.click('[data-testid="mode-upload"]')
+    page.locator('[data-testid="folder-input"]').set_input_files(str(folder))
+    page.wait_for_selector('[data-testid="advice-preview"] [data-rule="no-dockerignore"]')
+    assert "node_modules" in preview.inner_text()
+    shot(page, "home-advice-preview")
+    assert page.console_errors == []

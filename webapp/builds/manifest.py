@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import functools
 import gzip
 import hashlib
 import json
@@ -173,3 +174,11 @@ def diff(old: Manifest, new: Manifest, patterns: Iterable[str] | None = None) ->
         elif before != after:
             changes.modified.append(path)
     return changes
+
+
+@functools.lru_cache(maxsize=16)
+def context_paths(context: str) -> frozenset[str] | None:
+    """The file paths of a stored context (contexts never change once stored, so this is kept in memory
+    for the most recently asked): what Dockerfile advice needs to know of it."""
+    files = load_manifest(Path(context))
+    return frozenset(files) if files is not None else None

@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import func, select
 
 from webapp.auth.accounts import user_name
-from webapp.builds.advice import advise
+from webapp.builds.advice import Advice, advise
+from webapp.builds.manifest import context_paths
 from webapp.extensions import db
 from webapp.models import Build, BuildStatus, Step, iso
+
+
+def build_advice(build: Build) -> list[Advice]:
+    """Advice on a build's Dockerfile, knowing its context's files (after .dockerignore: the .dockerignore
+    itself is kept in every context that has one)."""
+    paths = None
+    if build.context_file:
+        paths = context_paths(str(Path(current_app.config["DATA_DIR"]) / build.context_file))
+    return advise(build.dockerfile_text or "", context_files=build.context_files, context_bytes=build.context_bytes,
+                  has_dockerignore=(".dockerignore" in paths) if paths is not None else None, context_paths=paths)
 
 
 def build_urls(build_id: int) -> dict[str, str]:
@@ -87,6 +100,5 @@ def build_to_dict(build: Build, *, steps: bool = True) -> dict[str, Any]:
     }
     if steps:
         out["steps"] = [step_to_dict(s) for s in build.steps]
-        out["advice"] = [a.to_dict() for a in advise(build.dockerfile_text or "", context_files=build.context_files,
-                                                      context_bytes=build.context_bytes)]
+        out["advice"] = [a.to_dict() for a in build_advice(build)]
     return out

@@ -25,6 +25,8 @@ from webapp.auth import audit
 from webapp.auth.access import Level, access
 from webapp.auth.gate import require_identity, require_owner
 from webapp.builds import edits, service
+from webapp.builds.advice import advise
+from webapp.builds.dockerignore import DockerIgnore, DockerIgnoreError
 from webapp.builds.options import (
     BUILDERS,
     BuildOptions,
@@ -155,6 +157,44 @@ def create_build() -> tuple[Response, int]:
     reply = {"id": build.id, "status": build.status, "url": urls["url"], "api_url": urls["api_url"],
              "ws_url": urls["ws_url"]}
     return jsonify(reply), 202
+
+
+MAX_PREVIEW_DOCKERFILE = 1024**2
+
+
+@bp.post("/api/v1/advice")
+@access(Level.READ)
+def advice_preview() -> Response:
+    """Advice on a Dockerfile before it is built: the upload page sends the Dockerfile it is about to build
+    and, for a folder, the folder's paths and .dockerignore (nothing is stored)."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or not isinstance(body.get("dockerfile"), str):
+        raise BadRequest('Send {"dockerfile": "<its text>"} as JSON, optionally with "paths", "bytes" and '
+                         '"dockerignore".', code="invalid_body")
+    text = body["dockerfile"]
+    if len(text) > MAX_PREVIEW_DOCKERFILE:
+        raise BadRequest("That Dockerfile is larger than 1 MiB.", code="dockerfile_too_large")
+    paths = body.get("paths")
+    if paths is not None and (not isinstance(paths, list) or not all(isinstance(x, str) for x in paths)):
+        raise BadRequest("paths must be a list of the context's file paths.", code="invalid_body")
+    if paths is not None and len(paths) > current_app.config["MAX_CONTEXT_FILES"]:
+        raise BadRequest("More paths than a context may hold (LAYERDECK_MAX_CONTEXT_FILES).", code="too_many_files")
+    size = body.get("bytes")
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
+        raise BadRequest("bytes must be a whole number of bytes.", code="invalid_body")
+    ignore = body.get("dockerignore")
+    if paths is not None and isinstance(ignore, str) and ignore.strip():
+        try:
+            rules = DockerIgnore.parse(ignore)
+        except DockerIgnoreError as error:
+            raise BadRequest(f"Line {error.line_number} of .dockerignore is not a valid pattern: {error.reason}.",
+                             code="invalid_dockerignore") from None
+        always = {".dockerignore", str(body.get("dockerfile_path") or "Dockerfile")}
+        paths = [x for x in paths if x in always or not rules.ignores(x)]
+    items = advise(text.replace("\r\n", "\n"), context_files=len(paths) if paths is not None else None,
+                   context_bytes=size, has_dockerignore=(".dockerignore" in paths) if paths is not None else None,
+                   context_paths=paths)
+    return jsonify({"advice": [a.to_dict() for a in items]})
 
 
 @bp.get("/api/v1/builds")
