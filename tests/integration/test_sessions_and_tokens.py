@@ -130,6 +130,7 @@ def test_tokens_are_shown_once_stored_as_digests_and_accepted_only_as_bearer(app
     secret = made.get_json()["token"]
     token_id = made.get_json()["id"]
     assert secret.startswith("ldk_") and made.get_json()["prefix"] == secret[:10]
+    assert made.headers["Cache-Control"] == "no-store" and made.headers["X-Frame-Options"] == "DENY"
     listed = browser.get("/api/v1/tokens").get_json()["tokens"]
     assert all("token" not in t for t in listed) and secret not in json.dumps(listed)
     assert secret.encode() not in database_bytes(app)

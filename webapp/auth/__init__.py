@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from flask import Flask
+from flask import Flask, Response, request
 
 from webapp.auth.access import Level, role_allows
 from webapp.auth.credentials import digest
@@ -18,6 +18,17 @@ def init_app(app: Flask) -> None:
     app.extensions["layerdeck.login_limits"] = LoginLimits()
     gate.install(app)
     app.register_blueprint(views.bp)
+
+    @app.after_request
+    def _headers(response: Response) -> Response:
+        # Pages that act with the Docker engine must not be framed by another site (clickjacking), nor
+        # their JSON taken for something else; addresses with ids stay on this site.
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        if request.path.startswith("/api/"):
+            response.headers.setdefault("Cache-Control", "no-store")  # a new token is in one of these
+        return response
 
     @app.context_processor
     def _who() -> dict[str, Any]:
