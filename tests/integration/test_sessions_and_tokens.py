@@ -114,7 +114,9 @@ def test_cookie_requests_need_the_csrf_token_and_our_own_origin(app: Flask) -> N
     assert ok.status_code == 202, ok.get_json()
     # Plain forms carry it as a field; signing out without it is refused.
     assert browser.post("/logout").status_code == 403
-    assert browser.post("/logout", data={"csrf_token": csrf}).status_code == 302
+    out = browser.post("/logout", data={"csrf_token": csrf})
+    assert out.status_code == 302 and out.headers["Location"] == "/login?signed_out=1"
+    assert "You are signed out" in browser.get(out.headers["Location"]).get_data(as_text=True)
     assert browser.get("/api/v1/me").status_code == 401
     # Sign-in from another site is refused too (login CSRF).
     foreign = app.test_client(token=None).post("/login", data={"name": "alice", "password": PASSWORD},

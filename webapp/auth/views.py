@@ -65,7 +65,7 @@ def login_page() -> Any:
     if current_identity() is not None:
         return redirect(safe_next(request.args.get("next")))
     return render_template("login.html", next=safe_next(request.args.get("next")), error=None, name="",
-                           unclaimed=accounts.user_count() == 0)
+                           unclaimed=accounts.user_count() == 0, signed_out=bool(request.args.get("signed_out")))
 
 
 @bp.post("/login")
@@ -103,7 +103,7 @@ def logout() -> BaseResponse:
     if secret:
         credentials.end_session(secret)
     audit.record("session.logout", f"user {identity.name}")
-    response = redirect("/login")
+    response = redirect("/login?signed_out=1")
     response.delete_cookie(credentials.SESSION_COOKIE, path="/", httponly=True, samesite="Lax")
     return response
 
