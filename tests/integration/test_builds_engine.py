@@ -275,7 +275,8 @@ def test_the_same_upload_again_reuses_its_stored_context(app: Any, client: Flask
 
 
 def test_a_raw_archive_body_with_options_in_the_query_string_builds(client: FlaskClient, base_image: str) -> None:
-    files = {"Dockerfile": f"FROM {base_image} AS one\nARG X\nRUN echo raw $X {id(client)}\nFROM one AS two\nRUN echo two\n"}
+    files = {"Dockerfile": f"FROM {base_image} AS one\nARG X\nRUN echo raw $X {id(client)}\n"
+                           "FROM one AS two\nRUN echo two\n"}
     response = client.post("/api/v1/builds", data=tar_bytes(files), content_type="application/x-tar",
                            query_string={"tag": "layerdeck-test/raw:1", "target": "one",
                                          "build_args": json.dumps({"X": "body"}), "builder": "buildkit"})
@@ -314,7 +315,8 @@ def test_a_script_can_name_a_stored_archive_by_its_digest_instead_of_sending_it(
 def test_a_build_of_a_dockerfile_that_copies_code_before_installing_gets_advice(
     client: FlaskClient, base_image: str
 ) -> None:
-    dockerfile = (f"FROM {base_image}\nWORKDIR /app\nCOPY . .\nRUN pip install --no-cache-dir -r requirements.txt || true\n")
+    dockerfile = (f"FROM {base_image}\nWORKDIR /app\nCOPY . .\n"
+                  "RUN pip install --no-cache-dir -r requirements.txt || true\n")
     build = build_ok(client, tar_bytes({"Dockerfile": dockerfile, "requirements.txt": "flask\n"}))
     advice = build["advice"]
     assert [(a["rule"], a["line"]) for a in advice] == [("copy-before-install", 3)]
@@ -322,9 +324,10 @@ def test_a_build_of_a_dockerfile_that_copies_code_before_installing_gets_advice(
     page = client.get(f"/builds/{build['id']}").get_data(as_text=True)
     assert 'data-testid="advice-item"' in page and "line 3" in page
 
-    good = build_ok(client, tar_bytes({"Dockerfile": dockerfile.replace(
+    reordered = dockerfile.replace(
         "COPY . .\nRUN pip install --no-cache-dir -r requirements.txt || true\n",
-        "COPY requirements.txt .\nRUN pip install --no-cache-dir -r requirements.txt || true\nCOPY . .\n"), "requirements.txt": "x\n"}))
+        "COPY requirements.txt .\nRUN pip install --no-cache-dir -r requirements.txt || true\nCOPY . .\n")
+    good = build_ok(client, tar_bytes({"Dockerfile": reordered, "requirements.txt": "x\n"}))
     assert good["advice"] == []
 
 
