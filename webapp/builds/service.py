@@ -534,6 +534,12 @@ class BuildRunner:
 
     def _claim(self) -> int | None:
         with self.app.app_context():
+            # Look before taking the write lock: a worker that finds nothing must not hold up the journal
+            # writing the `end` of the build it has just finished (SQLite makes a waiting writer sleep).
+            queued = db.session.scalar(select(Build.id).where(Build.status == BuildStatus.QUEUED).limit(1))
+            db.session.rollback()
+            if queued is None:
+                return None
             begin_write()
             build_id = db.session.scalar(
                 select(Build.id).where(Build.status == BuildStatus.QUEUED).order_by(Build.id).limit(1)
