@@ -1,4 +1,4 @@
-"""The `layerdeck` command: serve, create-user, create-token, db upgrade, settings."""
+"""The `layerdeck` command: serve, create-user, set-password, create-token, db upgrade, settings."""
 
 from __future__ import annotations
 
@@ -131,6 +131,36 @@ def create_user_command(name: str, role: str, from_stdin: bool) -> int:
     return 0
 
 
+def set_password_command(name: str, from_stdin: bool) -> int:
+    """A new password for an account (a forgotten one included), typed twice; signs it out everywhere."""
+    from webapp import create_app
+    from webapp.auth import accounts, audit, credentials
+    from webapp.db import begin_write
+    from webapp.errors import LayerdeckError
+    from webapp.extensions import db
+
+    upgrade_database()
+    app = create_app()
+    with app.app_context():
+        user = accounts.user_by_name(name)
+        if user is None:
+            print(f'layerdeck: there is no user named "{accounts.normalise_name(name)}".', file=sys.stderr)
+            return 1
+        try:
+            new_hash = accounts.hash_password(accounts.validate_password(read_new_password(from_stdin)))
+        except (ValueError, LayerdeckError) as exc:
+            print(f"layerdeck: {getattr(exc, 'message', exc)}", file=sys.stderr)
+            return 1
+        begin_write()
+        user = accounts.find_user(user.id)
+        user.password_hash = new_hash
+        credentials.end_sessions_of(user.id)
+        db.session.commit()
+        audit.record("user.update", f"user {user.name}", detail={"password": "changed"}, via="cli")
+        print(f"New password set for {user.name}; their sessions have ended.")
+    return 0
+
+
 def create_token_command(name: str, user_name: str | None) -> int:
     from sqlalchemy import select
 
@@ -178,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     p_user.add_argument("name")
     p_user.add_argument("--role", default="member", help="admin, member or viewer (default: member)")
     p_user.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    p_pw = sub.add_parser("set-password", help="give an account a new password (asks for it twice)")
+    p_pw.add_argument("name")
+    p_pw.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     p_token = sub.add_parser("create-token", help="make an API token; prints it alone on its last line")
     p_token.add_argument("name", help="what the token is for, such as 'ci deploy'")
     p_token.add_argument("--user", help="whose token it is (default: the first admin)")
@@ -205,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "create-user":
         return create_user_command(args.name, args.role, args.password_stdin)
+    if args.command == "set-password":
+        return set_password_command(args.name, args.password_stdin)
     if args.command == "create-token":
         return create_token_command(args.name, args.user)
     host = args.host or settings["HOST"]

@@ -133,6 +133,16 @@ def test_create_user_reads_the_password_twice_from_stdin_and_refuses_a_mismatch(
     assert no_admin.returncode == 1 and "no admin" in no_admin.stderr
     token = layerdeck("create-token", "ci", "--user", "bob", env=env)
     assert token.returncode == 0 and token.stdout.strip().splitlines()[-1].startswith("ldk_")
+    reset = layerdeck("set-password", "BOB", "--password-stdin", env=env, stdin="another fine one\nanother fine one\n")
+    assert reset.returncode == 0 and "New password set for bob" in reset.stdout
+    from webapp import create_app
+    from webapp.auth.accounts import check_password
+
+    with create_app({"DATA_DIR": str(tmp_path / "data"), "DATABASE_URL": ""}).app_context():
+        assert check_password("bob", "another fine one").user is not None
+        assert check_password("bob", "a fine password").user is None
+    nobody = layerdeck("set-password", "nobody", "--password-stdin", env=env, stdin="another fine one\n")
+    assert nobody.returncode == 1 and "no user named" in nobody.stderr
     db_bytes = b"".join(p.read_bytes() for p in (tmp_path / "data").glob("layerdeck.db*"))  # with its WAL
     assert token.stdout.strip().encode() not in db_bytes and b"a fine password" not in db_bytes
     assert b"$argon2id$" in db_bytes
