@@ -65,7 +65,7 @@ def serve(host: str, port: int, threads: int) -> None:
             self.cfg.set("accesslog", "-")
 
         def load(self) -> Any:
-            app = create_app()
+            app = create_app({"HOST": host, "PORT": port})  # what it is bound to, whatever the environment says
             start_background(app)
             token = open_setup(app)
             if token:

@@ -60,3 +60,8 @@ class Forbidden(LayerdeckError):
 class TooManyAttempts(LayerdeckError):
     status = 429
     code = "too_many_attempts"
+
+
+class Busy(LayerdeckError):
+    status = 503
+    code = "busy"

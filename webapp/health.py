@@ -9,6 +9,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify
 from sqlalchemy import text
 
 from webapp.auth.access import Level, access
+from webapp.auth.gate import current_identity
 from webapp.errors import EngineUnavailable
 from webapp.extensions import db
 
@@ -35,11 +36,17 @@ def engine_status(app: Flask, *, fresh: bool = False) -> dict[str, Any]:
 @bp.get("/api/v1/health")
 @access(Level.PUBLIC)
 def health() -> Response:
-    docker = engine_status(current_app._get_current_object(), fresh=True)  # type: ignore[attr-defined]
+    """Signed-in callers get the engine's version and any error; anyone else (a load balancer, a container
+    health check) gets only whether each part answers, from the status pages share (asked at most every
+    few seconds, so anonymous callers cannot make Layerdeck hammer the engine)."""
+    signed_in = current_identity() is not None
+    docker = engine_status(current_app._get_current_object(), fresh=signed_in)  # type: ignore[attr-defined]
     try:
         db.session.execute(text("SELECT 1"))
         database: dict[str, Any] = {"ok": True}
     except Exception as exc:  # the health check reports, it never raises
         database = {"ok": False, "error": str(exc)}
     ok = docker["ok"] and database["ok"]
+    if not signed_in:
+        docker, database = {"ok": docker["ok"]}, {"ok": database["ok"]}
     return jsonify({"status": "ok" if ok else "degraded", "docker": docker, "database": database})

@@ -9,6 +9,7 @@ is in the queue. A viewer whose live backlog overflowed, or who sees a gap, repl
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +20,8 @@ from webapp.broadcast import Hub
 from webapp.extensions import db
 
 REPLAY_BATCH = 2000
+# How often a websocket asks whether its viewer is still signed in (signed out, disabled, token revoked).
+RECHECK_S = 10.0
 
 
 def stored_messages(event_model: Any, owner_column: Any, owner_id: int, after: int,
@@ -33,13 +36,15 @@ def stored_messages(event_model: Any, owner_column: Any, owner_id: int, after: i
 
 
 def send_messages(ws: Any, hub: Hub, key: int, *, after: int, replay: Callable[[int, int], list[dict[str, Any]]],
-                  over: Callable[[], bool]) -> None:
+                  over: Callable[[], bool], allowed: Callable[[], bool] = lambda: True) -> None:
     """Send messages after `after` until an `end` when `over()` says nothing more will come (a restarted
     container goes on after its `end`), or until the viewer leaves.
 
-    replay(after, limit) reads stored messages; over() asks whether the owner has finished."""
+    replay(after, limit) reads stored messages; over() asks whether the owner has finished; allowed() whether
+    the viewer may still watch (asked every RECHECK_S; when not, the socket closes with 1008)."""
     sub = hub.subscribe(key)
     last, last_type = after, None
+    checked = time.monotonic()
     try:
         while True:
             while True:
@@ -55,6 +60,11 @@ def send_messages(ws: Any, hub: Hub, key: int, *, after: int, replay: Callable[[
             if last_type == "end" and over():
                 return
             while not sub.overflowed:
+                if time.monotonic() - checked > RECHECK_S:
+                    if not allowed():
+                        ws.close(reason=1008, message="signed out")
+                        return
+                    checked = time.monotonic()
                 live = sub.get(timeout=1.0)
                 if live is None:
                     if not ws.connected:

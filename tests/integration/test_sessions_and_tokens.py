@@ -56,7 +56,7 @@ def test_sign_in_sets_a_strict_cookie_and_renews_the_session(app: Flask) -> None
 
 
 def test_secure_cookie_under_https(make_app: Any) -> None:
-    app = make_app(start=False, PROXIES=1)
+    app = make_app(start=False, PROXIES=1, PUBLIC_URL="https://layerdeck.example")
     add_user(app, "alice", "member")
     browser = app.test_client(token=None)
     response = browser.post("/login", data={"name": "alice", "password": PASSWORD},
@@ -255,3 +255,68 @@ def test_the_tag_policy_protects_images_layerdeck_did_not_build(make_app: Any, b
     assert taken.status_code == 409 and "last built by bob" in taken.get_json()["error"]["message"]
     admins = submit(client, tar_bytes({"Dockerfile": f"FROM {base_image}\nLABEL who=admin\n"}), tag=tag)
     assert admins.status_code == 202
+
+
+def test_a_page_from_another_name_for_this_machine_is_refused(make_app: Any) -> None:
+    """DNS rebinding: evil.example made to point at 127.0.0.1 sends Host: evil.example."""
+    app = make_app(start=False)
+    anonymous = app.test_client(token=None)
+    rebound = anonymous.get("/login", headers={"Host": "evil.example:8000"})
+    assert rebound.status_code == 400 and b"does not answer to the name" in rebound.data
+    assert anonymous.post("/login", data={"name": "x", "password": "y"}, headers={"Host": "evil.example:8000",
+                          "Origin": "http://evil.example:8000"}).status_code == 400
+    for host in ("localhost:8000", "127.0.0.1:8000", "[::1]:8000", "127.0.0.2"):
+        assert anonymous.get("/login", headers={"Host": host}).status_code == 200, host
+    shared = make_app(start=False, HOST="0.0.0.0")
+    assert shared.test_client(token=None).get("/login", headers={"Host": "layerdeck.lan:8000"}).status_code == 200
+    public = make_app(start=False, HOST="0.0.0.0", PUBLIC_URL="https://layerdeck.example.com")
+    client = public.test_client(token=None)
+    assert client.get("/login", headers={"Host": "layerdeck.example.com"}).status_code == 200
+    assert client.get("/login", headers={"Host": "other.example.com"}).status_code == 400
+
+
+def test_parallel_wrong_passwords_are_counted_before_they_are_checked(app: Flask) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    add_user(app, "bob", "member")
+
+    def attempt(_: int) -> int:
+        return app.test_client(token=None).post("/login", data={"name": "bob", "password": "guess"}).status_code
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        codes = list(pool.map(attempt, range(16)))
+    assert codes.count(401) == 5 and codes.count(429) == 11  # 5 per name, however they arrive
+    padded = app.test_client(token=None).post("/login", data={"name": "bob" + " " * 61 + "x", "password": PASSWORD})
+    assert padded.status_code == 401  # not bob: a name with spaces is no account's name, and no new key for bob
+    assert app.test_client(token=None).post("/login", data={"name": " BOB ", "password": PASSWORD}).status_code == 429
+
+
+def test_a_websocket_closes_when_its_token_is_revoked(make_app: Any) -> None:
+    import threading
+    import time as _time
+
+    from werkzeug.serving import make_server
+
+    from tests.wsclient import WSClient
+    from webapp import streaming
+
+    app = make_app(start=False)  # no build workers: the build below stays queued, its socket stays open
+    token = add_user(app, "vic", "viewer")
+    admin = app.test_client()
+    queued = admin.post("/api/v1/builds", data={"dockerfile_text": "FROM scratch\nLABEL a=b\n"}).get_json()["id"]
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    old, streaming.RECHECK_S = streaming.RECHECK_S, 0.5
+    try:
+        ws = WSClient(f"ws://127.0.0.1:{server.server_port}/ws/builds/{queued}",
+                      headers=[("Authorization", f"Bearer {token}")], timeout=30)
+        assert ws.receive() is not None  # the queued status
+        mine = app.test_client(token=token).get("/api/v1/tokens").get_json()["tokens"]
+        assert admin.delete(f"/api/v1/tokens/{mine[0]['id']}").status_code == 200
+        deadline = _time.monotonic() + 10
+        while ws.receive() is not None:
+            assert _time.monotonic() < deadline
+        assert ws.close_code == 1008
+    finally:
+        streaming.RECHECK_S = old
+        server.shutdown()

@@ -145,3 +145,22 @@ def revoke_token(token: ApiToken) -> None:
         db.session.execute(update(ApiToken).where(ApiToken.id == token.id, ApiToken.revoked_at.is_(None))
                            .values(revoked_at=time.time()))
         db.session.commit()
+
+
+def still_valid(identity: Identity) -> bool:
+    """Whether the session or token a long-lived connection (a websocket) opened with still stands: not
+    signed out, expired, revoked, nor its person disabled. Reads only."""
+    if identity.via == "session":
+        session_row = db.session.execute(
+            select(LoginSession.expires_at, User.disabled).join(User, User.id == LoginSession.user_id)
+            .where(LoginSession.id == identity.session_id)
+        ).first()
+        ok = session_row is not None and session_row.expires_at > time.time() and not session_row.disabled
+    else:
+        token_row = db.session.execute(
+            select(ApiToken.revoked_at, User.disabled).join(User, User.id == ApiToken.user_id)
+            .where(ApiToken.id == identity.token_id)
+        ).first()
+        ok = token_row is not None and token_row.revoked_at is None and not token_row.disabled
+    db.session.rollback()  # a websocket lives long: hold no read transaction
+    return ok

@@ -13,15 +13,17 @@ Websockets are refused here, before flask-sock's view would answer the upgrade.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import logging
+from collections.abc import Callable
 from urllib.parse import quote, urlsplit
 
 from flask import Flask, current_app, g, redirect, request
 from werkzeug.wrappers import Response as BaseResponse
 
 from webapp.auth.access import Level, level_of, role_allows
-from webapp.auth.credentials import SESSION_COOKIE, Identity, session_identity, token_identity
-from webapp.errors import Forbidden, NotFound, Unauthenticated
+from webapp.auth.credentials import SESSION_COOKIE, Identity, session_identity, still_valid, token_identity
+from webapp.errors import BadRequest, Forbidden, NotFound, Unauthenticated
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_HEADER = "X-CSRF-Token"
@@ -40,6 +42,28 @@ def wants_page() -> bool:
         return False
     best = request.accept_mimetypes.best_match(["text/html", "application/json"])
     return best != "application/json"
+
+
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def host_allowed() -> bool:
+    """Against DNS rebinding: a page on another site whose name now points at this machine sends its own
+    name as Host. Bound to a loopback address, Layerdeck answers only to loopback names (and to
+    LAYERDECK_PUBLIC_URL); with a public URL set, only to it (and loopback, for local health checks)."""
+    name = (urlsplit(f"//{request.host}").hostname or "").lower()
+    public = current_app.config.get("PUBLIC_URL")
+    if public and name == (urlsplit(public).hostname or "").lower():
+        return True
+    try:
+        if ipaddress.ip_address(name).is_loopback:
+            return True
+    except ValueError:
+        if name in LOOPBACK_NAMES:
+            return True
+    bind = str(current_app.config.get("HOST", "127.0.0.1")).strip("[]").lower()
+    bound_locally = bind in LOOPBACK_NAMES or bind.startswith("127.")
+    return not public and not bound_locally
 
 
 def allowed_origins() -> set[str]:
@@ -89,6 +113,10 @@ def check_csrf(identity: Identity) -> None:
 
 def gate() -> BaseResponse | None:
     g.identity = None
+    if not host_allowed():
+        raise BadRequest(f"Layerdeck does not answer to the name {request.host!r}. Open it by the address it "
+                         "was started on, or set LAYERDECK_PUBLIC_URL to the address people use.",
+                         code="unknown_host")
     endpoint = request.endpoint
     if endpoint is None or endpoint == "static":
         return None  # no such route (404/405 follow), or a static file
@@ -151,6 +179,12 @@ def require_owner(owner_id: int | None, what: str) -> Identity:
     if identity.role != "admin" and owner_id != identity.user_id:
         raise Forbidden(f"Only the person who started this {what}, or an admin, can do that.", code="not_owner")
     return identity
+
+
+def viewer_still_allowed() -> Callable[[], bool]:
+    """For a websocket: a check of whether the session or token it was opened with still stands."""
+    identity = require_identity()
+    return lambda: still_valid(identity)
 
 
 def install(app: Flask) -> None:

@@ -17,7 +17,7 @@ from webapp.auth.access import Level, access
 from webapp.auth.gate import current_identity, require_identity
 from webapp.auth.ratelimit import LoginLimits
 from webapp.db import begin_write
-from webapp.errors import BadRequest, Conflict, Forbidden, NotFound
+from webapp.errors import BadRequest, Conflict, Forbidden, NotFound, TooManyAttempts
 from webapp.extensions import db
 from webapp.models import ApiToken, AuditEvent, Role, User, iso
 from webapp.paging import newest_first
@@ -71,28 +71,34 @@ def login_page() -> Any:
 @bp.post("/login")
 @access(Level.PUBLIC)
 def login() -> Any:
-    name = accounts.normalise_name(request.form.get("name", ""))[:64]
+    name = accounts.normalise_name(request.form.get("name", ""))  # checked whole: never cut to a valid name
     password = request.form.get("password", "")
     address = request.remote_addr or "unknown"
     nxt = safe_next(request.form.get("next"))
 
     def refuse(message: str, status: int) -> tuple[str, int]:
-        return render_template("login.html", next=nxt, error=message, name=name, unclaimed=False), status
+        return render_template("login.html", next=nxt, error=message, name=name[:64], unclaimed=False), status
 
-    wait = limits().retry_after(address, name)
+    # Every name that is not a valid account name counts as one key: padding or odd characters cannot
+    # make fresh keys for the same account.
+    wait, attempt = limits().begin(address, name if accounts.valid_name(name) else "<invalid>")
     if wait is not None:
-        minutes = max(1, round(wait / 60))
-        message = (f"Too many failed sign-ins. Try again in {minutes} minute{'s' if minutes != 1 else ''}.")
-        page, status = refuse(message, 429)
-        return Response(page, status, headers={"Retry-After": str(wait)})
+        return too_many(refuse, wait)
     result = accounts.check_password(name, password)
     if result.user is None:
-        limits().fail(address, name)
-        audit.record("session.login_failed", f"user {name}" if name else None, detail={"reason": result.reason},
-                     user_name=name or None, via="session")
+        audit.record("session.login_failed", f"user {name[:64]}" if name else None,
+                     detail={"reason": result.reason}, user_name=name[:64] or None, via="session")
         return refuse(SIGN_IN_REFUSED, 401)
-    limits().succeeded(name)
+    assert attempt is not None
+    limits().succeeded(attempt)
     return sign_in(result.user)
+
+
+def too_many(refuse: Any, wait: int) -> Response:
+    minutes = max(1, round(wait / 60))
+    page, status = refuse(f"Too many failed sign-ins. Try again in {minutes} minute{'s' if minutes != 1 else ''}.",
+                          429)
+    return Response(page, status, headers={"Retry-After": str(wait)})
 
 
 @bp.post("/logout")
@@ -172,8 +178,15 @@ def change_own_password() -> Response:
     identity = require_identity()
     body = _json_body()
     user = accounts.find_user(identity.user_id)
+    wait, attempt = limits().begin(request.remote_addr or "unknown", user.name)
+    if wait is not None:
+        err = TooManyAttempts(f"Too many wrong passwords. Try again in {max(1, round(wait / 60))} minutes.")
+        err.extra["retry_after"] = wait
+        raise err
     if accounts.check_password(user.name, str(body.get("current", ""))).user is None:
         raise Forbidden("The current password is not right.", code="wrong_password")
+    assert attempt is not None
+    limits().succeeded(attempt)
     new_hash = accounts.hash_password(accounts.validate_password(str(body.get("new", ""))))
     begin_write()
     user = accounts.find_user(identity.user_id)

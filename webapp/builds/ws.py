@@ -9,6 +9,7 @@ from typing import Any
 from flask import Blueprint, current_app, request
 
 from webapp.auth.access import Level, access
+from webapp.auth.gate import viewer_still_allowed
 from webapp.broadcast import Hub
 from webapp.extensions import db, sock
 from webapp.models import Build, BuildEvent
@@ -35,4 +36,5 @@ def build_socket(ws: Any, build_id: int) -> None:
         ws, hub, build_id, after=after,
         replay=lambda seq, limit: stored_messages(BuildEvent, BuildEvent.build_id, build_id, seq, limit),
         over=lambda: True,  # a build's `end` is its last message
+        allowed=viewer_still_allowed(),
     )

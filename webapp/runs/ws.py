@@ -10,6 +10,7 @@ from flask import Blueprint, current_app, request
 from sqlalchemy import func, select
 
 from webapp.auth.access import Level, access
+from webapp.auth.gate import viewer_still_allowed
 from webapp.broadcast import Hub
 from webapp.errors import NotFound
 from webapp.extensions import db, sock
@@ -53,4 +54,5 @@ def run_socket(ws: Any, ref: str) -> None:
         ws, hub, run_id, after=after,
         replay=lambda seq, limit: stored_messages(RunEvent, RunEvent.run_id, run_id, seq, limit),
         over=lambda: _stopped(run_id),
+        allowed=viewer_still_allowed(),
     )
