@@ -141,8 +141,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SESSION_HOURS", "12", parse_seconds,
             "Hours a sign-in lasts; then the browser is asked to sign in again."),
     Setting("PUBLIC_URL", "", parse_public_url,
-            "The address people open Layerdeck at, behind a proxy that rewrites the Host header; requests "
-            "and websockets from pages of this origin are accepted as Layerdeck's own."),
+            "The address people open Layerdeck at (e.g. `https://layerdeck.example.com`). When set, Layerdeck "
+            "answers only to that host name (and loopback) and takes pages of that origin as its own. Unset, "
+            "it answers to any name when it listens on a network address, and only to loopback names when "
+            "it listens on loopback (against DNS rebinding)."),
     Setting("PROXIES", "0", parse_count,
             "Reverse proxies in front of Layerdeck whose X-Forwarded-For/-Proto/-Host are trusted (0: none). "
             "Set it to 1 behind one proxy, so addresses in the audit log and Secure cookies are right."),
