@@ -192,8 +192,9 @@ def create_token_command(name: str, user_name: str | None) -> int:
             return 1
         audit.record("token.create", f"token {token.name}", detail={"user": user.name, "prefix": token.prefix},
                      via="cli")
-        print(f"Token {token.name!r} for {user.role} {user.name}. It is shown only now; keep it safe:", file=sys.stderr)
-        print(secret)
+        # Both lines on standard output, in order: the token is the last line however the output is read.
+        print(f"Token {token.name!r} for {user.role} {user.name}. It is shown only now; keep it safe:", flush=True)
+        print(secret, flush=True)
     return 0
 
 
