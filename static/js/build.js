@@ -888,13 +888,49 @@ function tick() {
 
 // ---------------------------------------------------------------- actions
 
+/** Secret build args are never stored: a rebuild asks for their values again (a small dialog). */
+function askSecrets(names) {
+  return new Promise((resolve) => {
+    const inputs = names.map((name) => h("input", { class: "input mono", type: "password", autocomplete: "off",
+      "data-secret-arg": name, "data-testid": "rebuild-secret", "aria-label": `Value of ${name}` }));
+    const dialog = h("dialog", { class: "secrets-dialog card", "data-testid": "rebuild-secrets" },
+      h("form", { method: "dialog", class: "secrets-dialog__form" },
+        h("h2", {}, "Secret build args"),
+        h("p", { class: "hint" }, "Layerdeck never keeps the values of secret-looking build args. Enter them again "
+          + "for this rebuild; they are masked in its log and pages."),
+        ...names.map((name, i) => h("label", { class: "field" }, h("span", { class: "label mono" }, name), inputs[i])),
+        h("div", { class: "secrets-dialog__actions" },
+          h("button", { class: "btn btn--ghost", value: "cancel", type: "submit" }, "Cancel"),
+          h("button", { class: "btn btn--primary", value: "ok", type: "submit", "data-testid": "rebuild-secrets-ok" },
+            "Rebuild"))));
+    dialog.addEventListener("close", () => {
+      const values = Object.fromEntries(inputs.map((input) => [input.dataset.secretArg, input.value]));
+      dialog.remove();
+      resolve(dialog.returnValue === "ok" ? values : null);
+    });
+    document.body.appendChild(dialog);
+    dialog.showModal();
+    inputs[0].focus();
+  });
+}
+
 $("rebuild").addEventListener("click", async () => {
   const button = $("rebuild");
+  const secretNames = (build.options && build.options.secret_build_args) || [];
+  let secrets = null;
+  if (secretNames.length) {
+    secrets = await askSecrets(secretNames);
+    if (!secrets) return;
+  }
   button.disabled = true;
   button.classList.add("is-busy");
   button.querySelector(".btn__label").textContent = "Starting…";
   try {
-    const res = await fetch(button.dataset.url, { method: "POST", headers: csrfHeaders({ Accept: "application/json" }) });
+    const res = await fetch(button.dataset.url, {
+      method: "POST",
+      headers: csrfHeaders({ Accept: "application/json", ...(secrets ? { "Content-Type": "application/json" } : {}) }),
+      body: secrets ? JSON.stringify({ build_args: secrets }) : undefined,
+    });
     if (res.status === 202 || res.ok) {
       const body = await res.json();
       if (body && body.url) {

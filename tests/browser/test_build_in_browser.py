@@ -133,3 +133,27 @@ def test_advice_appears_before_building_for_a_pasted_dockerfile_and_a_folder(
     assert "node_modules" in preview.inner_text()
     shot(page, "home-advice-preview")
     assert page.console_errors == []
+
+
+def test_rebuilding_a_build_with_a_secret_arg_asks_for_its_value_again(
+    page: Any, served: Served, base_image: str
+) -> None:
+    api = served.session()
+    dockerfile = f'FROM {base_image}\nARG DEPLOY_TOKEN\nRUN echo "token is $DEPLOY_TOKEN" && sleep 0.2\n'
+    created = api.post(served.url + "/api/v1/builds", files={"dockerfile_text": (None, dockerfile)},
+                       data={"build_args": '{"DEPLOY_TOKEN": "first-value-123"}', "no_cache": "true"}).json()
+    page.goto(served.url + created["url"])
+    wait_for_status(page, "succeeded")
+    assert "first-value-123" not in page.content()
+
+    page.click('[data-testid="rebuild"]')
+    page.wait_for_selector('[data-testid="rebuild-secrets"]')
+    page.fill('[data-testid="rebuild-secret"]', "second-value-456")
+    shot(page, "rebuild-secrets")  # the dialog over the build page
+    page.click('[data-testid="rebuild-secrets-ok"]')
+    page.wait_for_url(re.compile(rf"/builds/(?!{created['id']}$)\d+$"))
+    wait_for_status(page, "succeeded")
+    log = page.locator('[data-testid="step-log"]').all_inner_texts()
+    assert any("token is ********" in text for text in log)
+    assert "second-value-456" not in page.content()
+    assert page.console_errors == []
