@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, render_template, request
@@ -74,31 +75,29 @@ def get_run(ref: str) -> Response:
     return jsonify(runs_to_dicts([service.find_run(ref)])[0])
 
 
+def act_on_run(ref: str, action: Callable[[Flask, Run], Run], audited: str) -> Response:
+    """Stop, restart or remove: the owner's or an admin's, recorded in the audit log."""
+    run = action(_app(), owned_run(ref))
+    audit_run(audited, run)
+    return jsonify(runs_to_dicts([run])[0])
+
+
 @bp.post("/api/v1/runs/<ref>/stop")
 @access(Level.BUILD)
 def stop_run(ref: str) -> Response:
-    run = owned_run(ref)
-    run = service.stop_run(_app(), run)
-    audit_run("run.stop", run)
-    return jsonify(runs_to_dicts([run])[0])
+    return act_on_run(ref, service.stop_run, "run.stop")
 
 
 @bp.post("/api/v1/runs/<ref>/restart")
 @access(Level.BUILD)
 def restart_run(ref: str) -> Response:
-    run = owned_run(ref)
-    run = service.restart_run(_app(), run)
-    audit_run("run.restart", run)
-    return jsonify(runs_to_dicts([run])[0])
+    return act_on_run(ref, service.restart_run, "run.restart")
 
 
 @bp.delete("/api/v1/runs/<ref>")
 @access(Level.BUILD)
 def remove_run(ref: str) -> Response:
-    run = owned_run(ref)
-    run = service.remove_run(_app(), run)
-    audit_run("run.remove", run)
-    return jsonify(runs_to_dicts([run])[0])
+    return act_on_run(ref, service.remove_run, "run.remove")
 
 
 @bp.get("/api/v1/builds/<int:build_id>/run-defaults")
