@@ -134,10 +134,8 @@ def create_user_command(name: str, role: str, from_stdin: bool) -> int:
 def set_password_command(name: str, from_stdin: bool) -> int:
     """A new password for an account (a forgotten one included), typed twice; signs it out everywhere."""
     from webapp import create_app
-    from webapp.auth import accounts, audit, credentials
-    from webapp.db import begin_write
+    from webapp.auth import accounts, audit
     from webapp.errors import LayerdeckError
-    from webapp.extensions import db
 
     upgrade_database()
     app = create_app()
@@ -147,15 +145,10 @@ def set_password_command(name: str, from_stdin: bool) -> int:
             print(f'layerdeck: there is no user named "{accounts.normalise_name(name)}".', file=sys.stderr)
             return 1
         try:
-            new_hash = accounts.hash_password(accounts.validate_password(read_new_password(from_stdin)))
+            user = accounts.set_password(user.id, read_new_password(from_stdin))
         except (ValueError, LayerdeckError) as exc:
             print(f"layerdeck: {getattr(exc, 'message', exc)}", file=sys.stderr)
             return 1
-        begin_write()
-        user = accounts.find_user(user.id)
-        user.password_hash = new_hash
-        credentials.end_sessions_of(user.id)
-        db.session.commit()
         audit.record("user.update", f"user {user.name}", detail={"password": "changed"}, via="cli")
         print(f"New password set for {user.name}; their sessions have ended.")
     return 0

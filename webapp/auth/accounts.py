@@ -142,6 +142,19 @@ def check_password(name: str, password: str) -> SignIn:
     return SignIn(user, "ok")
 
 
+def set_password(user_id: int, password: str) -> User:
+    """A new password for an account (checked, hashed, committed); it is signed out everywhere."""
+    from webapp.auth.credentials import end_sessions_of
+
+    new_hash = hash_password(validate_password(password))
+    begin_write()
+    user = find_user(user_id)
+    user.password_hash = new_hash
+    end_sessions_of(user.id)
+    db.session.commit()
+    return user
+
+
 def admins_left(excluding: User) -> int:
     """Enabled admins other than this one: the last one may not be demoted, disabled or removed."""
     return db.session.scalar(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import json
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -187,12 +186,7 @@ def change_own_password() -> Response:
         raise Forbidden("The current password is not right.", code="wrong_password")
     assert attempt is not None
     limits().succeeded(attempt)
-    new_hash = accounts.hash_password(accounts.validate_password(str(body.get("new", ""))))
-    begin_write()
-    user = accounts.find_user(identity.user_id)
-    user.password_hash = new_hash
-    credentials.end_sessions_of(user.id)
-    db.session.commit()
+    user = accounts.set_password(identity.user_id, str(body.get("new", "")))
     audit.record("user.update", f"user {user.name}", detail={"password": "changed"})
     return jsonify(user_to_dict(user))
 
@@ -348,8 +342,7 @@ def account_page() -> str:
     user = accounts.find_user(identity.user_id)
     names = [u.name for u in db.session.scalars(select(User).order_by(User.name))] \
         if identity.role == Role.ADMIN else [user.name]
-    return render_template("account.html", me=user_to_dict(user), tokens=visible_tokens(), user_names=names,
-                           tokens_json=json.dumps(visible_tokens()))
+    return render_template("account.html", me=user_to_dict(user), tokens=visible_tokens(), user_names=names)
 
 
 @bp.get("/admin/users")
