@@ -31,8 +31,7 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -44,38 +43,6 @@ from webapp.builds.options import SECRET_MASK, is_secret_arg
 MASK = SECRET_MASK
 REACHED = ("built", "cached")
 _VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)(?::?[-+][^}]*)?\}|([A-Za-z_][A-Za-z0-9_]*))")
-
-
-class LazyMapping(Mapping[str, str]):
-    """A mapping computed on a side thread from the moment it is made; reading it waits for the answer."""
-
-    def __init__(self, compute: Callable[[list[str]], dict[str, str]], refs: list[str]) -> None:
-        self._done = threading.Event()
-        self._value: dict[str, str] = {}
-
-        def run() -> None:
-            try:
-                self._value = compute(refs)
-            finally:
-                self._done.set()
-
-        if refs:
-            threading.Thread(target=run, name="layerdeck-base-images", daemon=True).start()
-        else:
-            self._done.set()
-
-    def _get(self) -> dict[str, str]:
-        self._done.wait()
-        return self._value
-
-    def __getitem__(self, key: str) -> str:
-        return self._get()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._get())
-
-    def __len__(self) -> int:
-        return len(self._get())
 
 
 @dataclass

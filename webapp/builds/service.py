@@ -26,7 +26,7 @@ from webapp.builds import context
 from webapp.builds import edits as edits_mod
 from webapp.builds.buildkit import BuildKitParser, dockerfile_stages
 from webapp.builds.compat import check_dockerfile, explain_engine_error
-from webapp.builds.insight import BuildFacts, LazyMapping, MissExplainer, base_references, compare
+from webapp.builds.insight import BuildFacts, MissExplainer, base_references, compare
 from webapp.builds.journal import BuildJournal
 from webapp.builds.manifest import load_manifest, manifest_path
 from webapp.builds.options import SECRET_MASK, BuildOptions, is_secret_arg
@@ -425,9 +425,10 @@ class _Active:
 
 
 class _Prepared:
-    """What a running build needs from the database besides the engine (the earlier build its misses are
-    explained against, and what its cached steps are credited with), read on a side thread while the
-    engine takes the context in: for a fully cached build that is most of the engine's time."""
+    """What a running build needs besides its stream (the earlier build its misses are explained against,
+    the image ids of its FROM references, and what its cached steps are credited with), read on a side
+    thread while the engine takes the context in: for a fully cached build that is most of the engine's
+    time."""
 
     def __init__(self, runner: BuildRunner, build_id: int) -> None:
         self._done = threading.Event()
@@ -677,28 +678,23 @@ class BuildRunner:
 
     def _explainer(self, build: Build) -> MissExplainer:
         """What this build's missed steps are explained against: the previous successful build of the same
-        image name with the same builder (the two builders keep separate caches), or none. The image ids of
-        its FROM references are asked of the engine on a side thread while the build streams (a fully
-        cached build never needs them before it ends); a missed step that does waits for them."""
+        image name with the same builder (the two builders keep separate caches), or none; and the image
+        ids its FROM references resolve to now. Called on the build's side thread (_Prepared)."""
         args = build.comparable_args()
-        refs = base_references(build.dockerfile_text or "", args)
-        context_path = data_path(self.app, build.context_file)
-        new = BuildFacts(build.id, build.dockerfile_text or "", args, build.no_cache, LazyMapping(self._resolve, refs),
-                         manifest=lambda: load_manifest(context_path))
-        old_build = previous_build(build)
-        old = facts_of(self.app, old_build) if old_build is not None else None
-        return MissExplainer(new, old, name=image_name(build.tag))
-
-    def _resolve(self, refs: list[str]) -> dict[str, str]:
         bases: dict[str, str] = {}
-        for ref in refs:
+        for ref in base_references(build.dockerfile_text or "", args):
             try:
                 info = self.engine.inspect_image(ref)
             except LayerdeckError:  # the build itself will say what is wrong with the engine or the image
                 info = None
             if info is not None and info.get("Id"):
                 bases[ref] = str(info["Id"])
-        return bases
+        context_path = data_path(self.app, build.context_file)
+        new = BuildFacts(build.id, build.dockerfile_text or "", args, build.no_cache, bases,
+                         manifest=lambda: load_manifest(context_path))
+        old_build = previous_build(build)
+        old = facts_of(self.app, old_build) if old_build is not None else None
+        return MissExplainer(new, old, name=image_name(build.tag))
 
     def _mark_skipped_stages(self, build_id: int, dockerfile_text: str, seen: dict[int, dict[str, Any]]) -> None:
         """With a target, stages the build never touched are shown as skipped, in their Dockerfile place."""
