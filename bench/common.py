@@ -52,9 +52,9 @@ class Server:
 @contextmanager
 def layerdeck_server(**env: str) -> Iterator[Server]:
     """`layerdeck serve` on a free port with its own data folder, signed in as its admin; removes its
-    images afterwards (tests/served.py)."""
-    data_dir = Path(tempfile.mkdtemp(prefix="layerdeck-bench-"))
-    with layerdeck_serve(data_dir, **env) as served:
+    images (tests/served.py) and its data folder afterwards."""
+    with tempfile.TemporaryDirectory(prefix="layerdeck-bench-") as folder, \
+            layerdeck_serve(Path(folder), **env) as served:
         netloc = served.url.removeprefix("http://")
         SERVER_HEADERS[netloc] = served.auth("admin")
         API.headers["Authorization"] = f"Bearer {served.tokens['admin']}"

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from flask import Flask
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 
 from webapp.broadcast import Hub
 from webapp.db import begin_write
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 MAX_BATCH = 2000
 
-Add = Callable[[Any, str, dict[str, Any]], None]
+Add = Callable[[int, str, dict[str, Any]], None]  # (owner id, message type, message fields)
 
 
 @dataclass
@@ -98,11 +98,20 @@ class Journal:
         """The log line that says the cap was reached, shaped like `data`."""
         raise NotImplementedError
 
-    def handle(self, owner: Any, item: _Item, add: Add) -> None:
+    def handle(self, owner_id: int, item: _Item, add: Add) -> None:
         """Messages of a kind the base does not know."""
         raise ValueError(f"unknown {self.what} message kind {item.kind!r}")
 
+    def settle(self) -> None:
+        """Write what handle() held back; called before a status snapshot reads the owner and before commit."""
+
+    def drop(self, owner_id: int) -> None:
+        """Forget what was kept in memory for an owner that has ended (or for all after a failed batch)."""
+        self._states.pop(owner_id, None)
+
     # --- writing (the journal thread) ----------------------------------------------------------------
+    # Log lines and a subclass's own messages are written with plain SQL statements; the ORM, several
+    # times dearer per row, is used only where a status or end message needs the owner's whole row.
 
     def _run(self) -> None:
         while True:
@@ -125,7 +134,8 @@ class Journal:
                     self._write(items)
             except Exception:  # the journal must outlive one bad batch
                 log.exception("could not write %d %s events", len(items), self.what)
-                self._states.clear()
+                for owner_id in list(self._states):
+                    self.drop(owner_id)
             finally:
                 for item in items:
                     if item.done is not None:
@@ -133,13 +143,18 @@ class Journal:
             if stopping:
                 return
 
-    def _state(self, owner: Any) -> _State:
-        state = self._states.get(owner.id)
+    def _state(self, owner_id: int) -> _State | None:
+        state = self._states.get(owner_id)
         if state is None:
-            event = self.event_model
-            last = db.session.scalar(select(func.max(event.seq)).where(getattr(event, self.owner_key) == owner.id))
-            state = _State(int(last or 0), owner.log_bytes, owner.log_truncated)
-            self._states[owner.id] = state
+            model, event = self.owner_model, self.event_model
+            row = db.session.execute(
+                select(model.log_bytes, model.log_truncated).where(model.id == owner_id)
+            ).first()
+            if row is None:
+                return None
+            last = db.session.scalar(select(func.max(event.seq)).where(getattr(event, self.owner_key) == owner_id))
+            state = _State(int(last or 0), row.log_bytes, row.log_truncated)
+            self._states[owner_id] = state
         return state
 
     def _write(self, items: list[_Item]) -> None:
@@ -147,60 +162,72 @@ class Journal:
         begin_write()
         rows: list[dict[str, Any]] = []
         published: dict[int, list[dict[str, Any]]] = defaultdict(list)
-        owners: dict[int, Any] = {}
+        owners: dict[int, Any] = {}  # rows loaded for status and end messages
+        logged: set[int] = set()  # owners whose log size changed
         ended: list[int] = []
 
-        def add(owner: Any, kind: str, data: dict[str, Any]) -> None:
-            state = self._state(owner)
+        def add(owner_id: int, kind: str, data: dict[str, Any]) -> None:
+            state = self._states[owner_id]
             state.seq += 1
             message = {"type": kind, "seq": state.seq, **data}
-            rows.append({self.owner_key: owner.id, "seq": state.seq, "type": kind, "data": json.dumps(message)})
-            published[owner.id].append(message)
+            rows.append({self.owner_key: owner_id, "seq": state.seq, "type": kind, "data": json.dumps(message)})
+            published[owner_id].append(message)
+
+        def owner_row(owner_id: int, state: _State) -> Any:
+            owner: Any = owners.get(owner_id) or session.get(self.owner_model, owner_id)
+            owners[owner_id] = owner
+            owner.log_bytes, owner.log_truncated = state.log_bytes, state.truncated
+            return owner
 
         for item in items:
             if item.kind == "sync":
                 continue
-            owner = owners.get(item.owner_id) or session.get(self.owner_model, item.owner_id)
-            if owner is None:
+            state = self._state(item.owner_id)
+            if state is None:
                 log.warning("event for unknown %s %s dropped", self.what, item.owner_id)
                 continue
-            owners[owner.id] = owner
             if item.kind == "log":
-                self._add_log(owner, item.data, add)
+                self._add_log(item.owner_id, state, item.data, add)
+                logged.add(item.owner_id)
             elif item.kind == "status":
+                self.settle()
+                owner = owner_row(item.owner_id, state)
                 for key, value in item.data.items():
                     setattr(owner, key, value)
                 session.flush()
-                add(owner, "status", {self.what: self.snapshot(owner)})
+                add(item.owner_id, "status", {self.what: self.snapshot(owner)})
             elif item.kind == "end":
-                add(owner, "end", self.end_message(owner))
-                ended.append(owner.id)
+                add(item.owner_id, "end", self.end_message(owner_row(item.owner_id, state)))
+                ended.append(item.owner_id)
             else:
-                self.handle(owner, item, add)
-        for owner in owners.values():
-            state = self._states.get(owner.id)
-            if state is not None:
-                owner.log_bytes = state.log_bytes
-                owner.log_truncated = state.truncated
+                self.handle(item.owner_id, item, add)
+        self.settle()
+        model = self.owner_model
+        for owner_id in logged - owners.keys():
+            state = self._states[owner_id]
+            session.execute(model.__table__.update().where(model.__table__.c.id == owner_id)
+                            .values(log_bytes=state.log_bytes, log_truncated=state.truncated))
+        for owner_id, owner in owners.items():
+            state = self._states[owner_id]
+            owner.log_bytes, owner.log_truncated = state.log_bytes, state.truncated
         if rows:
-            session.execute(insert(self.event_model), rows)
+            session.execute(self.event_model.__table__.insert(), rows)
         session.commit()
         for owner_id, messages in published.items():
             self._hub.publish(owner_id, messages)
         for owner_id in ended:
-            self._states.pop(owner_id, None)
+            self.drop(owner_id)
 
-    def _add_log(self, owner: Any, data: dict[str, Any], add: Add) -> None:
-        state = self._state(owner)
+    def _add_log(self, owner_id: int, state: _State, data: dict[str, Any], add: Add) -> None:
         if state.truncated:
             return
         size = len(data["text"].encode("utf-8", "replace")) + 1
         if state.log_bytes + size > self._log_cap:
             state.truncated = True
-            add(owner, "log", self.truncation(data))
+            add(owner_id, "log", self.truncation(data))
             return
         state.log_bytes += size
-        add(owner, "log", data)
+        add(owner_id, "log", data)
 
 
 def truncation_notice(cap: int, goes_on: str) -> str:

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from typing import Any
 
 import docker
 import pytest
 from flask.testing import FlaskClient
+from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
 from tests.helpers import build_ok, submit, tar_bytes, wait_for_build
+from webapp.extensions import db
+from webapp.models import BuildEvent
 
 pytestmark = pytest.mark.engine
 
@@ -216,3 +221,55 @@ def test_always_pull_without_a_reachable_registry_fails_with_what_to_change(
     assert build["status"] == "failed"
     assert build["options"]["pull"] is True
     assert "Always pull" in build["error"] and "turn it off" in build["error"]
+
+
+def test_a_build_whose_row_fails_to_commit_after_the_handover_leaves_nothing(
+    make_app: Any, base_image: str, docker_client: docker.DockerClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A free worker gets a build before its row is committed and asks the engine at once; when that commit
+    fails, the engine build is stopped, nothing is written, and the worker is free again."""
+    app = make_app(CONCURRENT_BUILDS=1)
+    client = app.test_client()
+    runner = app.extensions["layerdeck.runner"]
+    handed_in: list[int] = []
+    real_hand, real_commit = runner.hand, db.session.commit
+
+    def hand(job: Any) -> None:
+        real_hand(job)
+        handed_in.append(threading.get_ident())
+
+    def commit() -> None:
+        if handed_in and handed_in[0] == threading.get_ident():
+            handed_in.clear()
+            raise OperationalError("COMMIT", {}, Exception("disk I/O error"))
+        real_commit()
+
+    monkeypatch.setattr(runner, "hand", hand)
+    monkeypatch.setattr(db.session, "commit", commit)
+    before = {c.id for c in docker_client.containers.list(all=True, sparse=True)}
+    tag = f"layerdeck-test/abandoned-{id(app)}:1"
+    try:
+        response = submit(client, sleeping(base_image, f"abandoned-{id(app)}"), builder="buildkit", tag=tag)
+        assert response.status_code == 500
+    except OperationalError:
+        pass  # the test client may hand the error on instead of answering 500
+    monkeypatch.undo()
+
+    assert client.get("/api/v1/builds").get_json()["builds"] == []
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(BuildEvent)) == 0
+    # The worker is free again: the next build is handed over at once and runs.
+    again = submit(client, tar_bytes({"Dockerfile": f"FROM {base_image}\nRUN echo after {id(app)}\n"}),
+                   builder="buildkit").get_json()
+    assert again["status"] == "running"
+    assert wait_for_build(client, again["id"])["status"] == "succeeded"
+    # The engine's build of it was stopped: no image took the tag, no step container is left.
+    with pytest.raises(docker.errors.ImageNotFound):
+        docker_client.images.get(tag)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        left = {c.id for c in docker_client.containers.list(all=True, sparse=True)} - before
+        if not left:
+            break
+        time.sleep(0.5)
+    assert left == set()

@@ -3,15 +3,20 @@ left behind."""
 
 from __future__ import annotations
 
+import contextlib
 import json
-import time
+import socket
+import threading
 from typing import Any
 
 import docker
 import pytest
 from flask.testing import FlaskClient
+from sqlalchemy import select
 
 from tests.helpers import build_ok, submit, tar_bytes, targz_bytes, wait_for_build, zip_bytes
+from webapp.extensions import db
+from webapp.models import Build, BuildEvent
 
 pytestmark = pytest.mark.engine
 
@@ -200,17 +205,22 @@ def test_the_stored_log_is_capped_with_a_visible_line_while_the_build_goes_on(ma
 
 
 def test_builds_past_the_concurrency_limit_wait_their_turn(make_app: Any, base_image: str) -> None:
-    client = make_app(CONCURRENT_BUILDS=1).test_client()
+    app = make_app(CONCURRENT_BUILDS=1)
+    client = app.test_client()
     slow = {"Dockerfile": f"FROM {base_image}\nRUN sleep 2; echo {id(client)}\n"}
     first = submit(client, tar_bytes(slow)).get_json()
-    while client.get(f"/api/v1/builds/{first['id']}").get_json()["status"] == "queued":
-        time.sleep(0.05)
+    assert first["status"] == "running"  # the free worker took it straight away
     second = submit(client, tar_bytes({"Dockerfile": f"FROM {base_image}\nRUN echo second {id(client)}\n"})).get_json()
     waiting = client.get(f"/api/v1/builds/{second['id']}").get_json()
     assert waiting["status"] == "queued"
     assert waiting["queue_position"] == 1
     assert wait_for_build(client, first["id"])["status"] == "succeeded"
     assert wait_for_build(client, second["id"])["status"] == "succeeded"
+    app.extensions["layerdeck.journal"].sync()
+    with app.app_context():
+        messages = [e.message() for e in db.session.scalars(
+            select(BuildEvent).where(BuildEvent.build_id == second["id"]).order_by(BuildEvent.seq))]
+    assert [m["build"]["status"] for m in messages if m["type"] == "status"] == ["queued", "running", "succeeded"]
 
 
 def test_an_unreachable_engine_gives_503_and_leaves_nothing(app: Any, busybox_context: dict[str, str]) -> None:
@@ -227,8 +237,6 @@ def test_an_unreachable_engine_gives_503_and_leaves_nothing(app: Any, busybox_co
 def test_builds_left_running_by_a_dead_process_become_interrupted_with_their_log(make_app: Any) -> None:
     from webapp import start_background
     from webapp.builds.service import BuildOptions, Upload, _record_build  # noqa: F401
-    from webapp.extensions import db
-    from webapp.models import Build
 
     dead = make_app(start=False)
     journal = dead.extensions["layerdeck.journal"]
@@ -255,8 +263,6 @@ def test_builds_left_running_by_a_dead_process_become_interrupted_with_their_log
 def test_the_same_upload_again_reuses_its_stored_context(app: Any, client: FlaskClient, base_image: str) -> None:
     from pathlib import Path
 
-    from webapp.extensions import db
-    from webapp.models import Build
 
     files = {"Dockerfile": f"FROM {base_image}\nCOPY a.txt /a.txt\n", "a.txt": "a"}
     first = build_ok(client, tar_bytes(files))
@@ -344,3 +350,57 @@ def test_a_cached_rebuild_is_credited_with_the_time_its_steps_took_when_really_b
     other_name = build_ok(client, tar_bytes({"Dockerfile": dockerfile}), tag="layerdeck-test/elsewhere:1",
                           builder=builder)
     assert other_name["cache"]["saved_s"] == 0.0  # credited only against builds of the same image name
+
+
+@pytest.fixture
+def engine_over_tcp() -> Any:
+    """The local engine reached over plain TCP (a forwarder to its unix socket), as DOCKER_HOST=tcp://... does."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def pipe(src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                dst.sendall(data)
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+    def serve() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            engine = socket.socket(socket.AF_UNIX)
+            engine.connect("/var/run/docker.sock")
+            for a, b in ((conn, engine), (engine, conn)):
+                threading.Thread(target=pipe, args=(a, b), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"tcp://127.0.0.1:{listener.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    listener.close()
+
+
+@pytest.mark.parametrize("builder", ["classic", "buildkit"])
+def test_builds_reach_an_engine_over_tcp_too(make_app: Any, base_image: str, builder: str, engine_over_tcp: str) -> None:
+    from webapp.engine import Engine
+
+    app = make_app()
+    app.extensions["layerdeck.runner"].engine = Engine(engine_over_tcp)
+    client = app.test_client()
+    dockerfile = f"FROM {base_image}\nRUN echo over tcp {id(app)}\n"
+    build = wait_for_build(client, submit(client, tar_bytes({"Dockerfile": dockerfile}), builder=builder,
+                                          tag=f"layerdeck-test/tcp-{id(app)}:{builder}").get_json()["id"])
+    assert build["status"] == "succeeded", build["error"]
+    assert f"over tcp {id(app)}" in client.get(build["log_url"]).get_data(as_text=True)
+    # A refusal comes back through the same connection (the classic builder's as an HTTP error, BuildKit's in
+    # its stream), in words.
+    refused = wait_for_build(client, submit(client, tar_bytes({"Dockerfile": dockerfile}), builder=builder,
+                                            target="no-such-stage").get_json()["id"])
+    assert refused["status"] == "failed" and "no-such-stage" in refused["error"]
+    if builder == "classic":
+        assert refused["error"].startswith("The Docker engine refused the build: ")

@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from sqlalchemy import bindparam, select
+
 from webapp.builds.options import SECRET_MASK
-from webapp.builds.present import build_to_dict, step_to_dict
+from webapp.builds.present import STEP_COLUMNS, build_to_dict, step_row_to_dict
+from webapp.extensions import db
 from webapp.journal import Add, Journal, _Item, truncation_notice
 from webapp.models import Build, BuildEvent, Step
 
@@ -20,6 +23,10 @@ class BuildJournal(Journal):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._secrets: dict[int, list[str]] = {}
+        # Steps of running builds as last written (by build, by index), and those changed since the last
+        # write (key -> new row?): a step reported running, cached and done within one batch is written once.
+        self._steps: dict[int, dict[int, dict[str, Any]]] = {}
+        self._unwritten: dict[tuple[int, int], bool] = {}
 
     def hide(self, build_id: int, values: list[str]) -> None:
         """Mask these values (secret build args) wherever the build's messages would show them."""
@@ -51,32 +58,55 @@ class BuildJournal(Journal):
         super().status(owner_id, **changes)
 
     def snapshot(self, owner: Any) -> dict[str, Any]:
+        db.session.expire(owner, ["steps"])  # written below the ORM since it last looked
         return build_to_dict(owner, steps=False)
 
     def truncation(self, data: dict[str, Any]) -> dict[str, Any]:
         notice = truncation_notice(self._log_cap, "The build goes on.")
         return {"step": data["step"], "stream": "system", "text": notice}
 
-    def handle(self, owner: Any, item: _Item, add: Add) -> None:
+    def handle(self, owner_id: int, item: _Item, add: Add) -> None:
         if item.kind != "step":
-            super().handle(owner, item, add)
+            super().handle(owner_id, item, add)
             return
-        row = _apply_step(owner, item.data)
-        add(owner, "step", {"step": step_to_dict(row)})
+        steps = self._steps.get(owner_id)
+        if steps is None:
+            steps = self._steps[owner_id] = {
+                r["index"]: dict(r) for r in db.session.execute(
+                    select(*(Step.__table__.c[c] for c in STEP_COLUMNS)).where(Step.build_id == owner_id)
+                ).mappings()
+            }
+        raw = item.data
+        row = steps.get(raw["index"])
+        if row is None:
+            row = steps[raw["index"]] = {"build_id": owner_id, "index": raw["index"], "miss_reason": None}
+            self._unwritten[(owner_id, raw["index"])] = True
+        else:
+            self._unwritten.setdefault((owner_id, raw["index"]), False)
+        row.update(stage=raw["stage"], instruction=raw["instruction"], status=raw["status"], cached=raw["cached"],
+                   error=raw.get("error"), started_at=raw.get("started_at"), finished_at=raw.get("finished_at"))
+        if "miss_reason" in raw:
+            row["miss_reason"] = json.dumps(raw["miss_reason"]) if raw["miss_reason"] is not None else None
+        add(owner_id, "step", {"step": step_row_to_dict(row)})
 
+    def settle(self) -> None:
+        """Write the steps changed since the last call: one statement per kind, each step once."""
+        if not self._unwritten:
+            return
+        new = [self._steps[b][i] for (b, i), is_new in self._unwritten.items() if is_new]
+        changed = [{"b_id": self._steps[b][i]["build_id"], "b_index": i, **self._steps[b][i]}
+                   for (b, i), is_new in self._unwritten.items() if not is_new]
+        self._unwritten.clear()
+        table = Step.__table__
+        if new:
+            db.session.execute(table.insert(), new)
+        if changed:
+            db.session.execute(
+                table.update().where(table.c.build_id == bindparam("b_id"), table.c.index == bindparam("b_index")),
+                changed)
 
-def _apply_step(build: Build, raw: dict[str, Any]) -> Step:
-    row = next((s for s in build.steps if s.index == raw["index"]), None)
-    if row is None:
-        row = Step(index=raw["index"])
-        build.steps.append(row)
-    row.stage = raw["stage"]
-    row.instruction = raw["instruction"]
-    row.status = raw["status"]
-    row.cached = raw["cached"]
-    row.error = raw.get("error")
-    row.started_at = raw.get("started_at")
-    row.finished_at = raw.get("finished_at")
-    if "miss_reason" in raw:
-        row.miss_reason = json.dumps(raw["miss_reason"]) if raw["miss_reason"] is not None else None
-    return row
+    def drop(self, owner_id: int) -> None:
+        super().drop(owner_id)
+        self._steps.pop(owner_id, None)
+        for key in [k for k in self._unwritten if k[0] == owner_id]:
+            del self._unwritten[key]

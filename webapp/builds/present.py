@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -39,18 +40,28 @@ def compare_urls(a: int, b: int) -> dict[str, str]:
     return {"url": f"/builds/{a}/compare/{b}", "api_url": f"/api/v1/builds/{a}/compare/{b}"}
 
 
+STEP_COLUMNS = ("index", "stage", "instruction", "status", "cached", "started_at", "finished_at", "error",
+                "miss_reason")
+
+
 def step_to_dict(step: Step) -> dict[str, Any]:
+    return step_row_to_dict({c: getattr(step, c) for c in STEP_COLUMNS})
+
+
+def step_row_to_dict(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A step as the API shows it, from its columns (the journal keeps running builds' steps as such)."""
+    started, finished = row["started_at"], row["finished_at"]
     return {
-        "index": step.index,
-        "stage": step.stage,
-        "instruction": step.instruction,
-        "status": step.status,
-        "cached": step.cached,
-        "started_at": iso(step.started_at),
-        "finished_at": iso(step.finished_at),
-        "duration_s": step.duration_s,
-        "error": step.error,
-        "miss_reason": step.reason(),
+        "index": row["index"],
+        "stage": row["stage"],
+        "instruction": row["instruction"],
+        "status": row["status"],
+        "cached": row["cached"],
+        "started_at": iso(started),
+        "finished_at": iso(finished),
+        "duration_s": round(finished - started, 3) if started is not None and finished is not None else None,
+        "error": row["error"],
+        "miss_reason": json.loads(row["miss_reason"]) if row["miss_reason"] else None,
     }
 
 

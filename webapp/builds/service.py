@@ -6,6 +6,8 @@ workers (or a cancel racing a claim) can never both own a build.
 
 from __future__ import annotations
 
+import collections
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -117,8 +119,37 @@ class Actor:
 OnRecord = Callable[[Build], None]  # called inside the transaction that records a build (the audit entry)
 
 
+def precheck(app: Flask, options: BuildOptions, by: Actor) -> None:
+    """What a build's options alone can be refused for: no engine answers, or the tag is protected."""
+    app.extensions["layerdeck.runner"].engine.ping()
+    check_tag_policy(app, options.tag, by)
+
+
+class Precheck:
+    """The checks of a build that need only its options (the engine answers, the tag may be written), run on
+    a side thread while the request's body is still arriving. result() raises what they raised."""
+
+    def __init__(self, app: Flask, options: BuildOptions, by: Actor) -> None:
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._check, args=(app, options, by), name="layerdeck-precheck",
+                                        daemon=True)
+        self._thread.start()
+
+    def _check(self, app: Flask, options: BuildOptions, by: Actor) -> None:
+        try:
+            with app.app_context():
+                precheck(app, options, by)
+        except BaseException as exc:
+            self._error = exc
+
+    def result(self) -> None:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
 def submit_build(app: Flask, upload: Upload, options: BuildOptions, by: Actor | None = None,
-                 on_record: OnRecord | None = None) -> Build:
+                 on_record: OnRecord | None = None, checked: Precheck | None = None) -> Build:
     """Check the engine, turn the upload into a clean context tar, then record the build as queued.
 
     The same bytes uploaded again (the everyday case: build, change nothing or just a setting, build
@@ -126,10 +157,11 @@ def submit_build(app: Flask, upload: Upload, options: BuildOptions, by: Actor | 
     Nothing is written to the database until the context is known to be good, and the context file is
     removed again if the row cannot be written: a refused upload leaves nothing behind.
     """
-    runner: BuildRunner = app.extensions["layerdeck.runner"]
-    runner.engine.ping()
     by = by or Actor()
-    check_tag_policy(app, options.tag, by)
+    if checked is not None:
+        checked.result()
+    else:
+        precheck(app, options, by)
     limits = limits_for(app)
     dockerfile = context.normalise_dockerfile_path(options.dockerfile)
     if upload.archive is not None and upload.archive.stat().st_size > limits.max_upload_bytes:
@@ -176,10 +208,8 @@ def rebuild(app: Flask, build_id: int, by: Actor | None = None, secrets: dict[st
     their values must come again in `secrets`."""
     source = _rebuild_source(app, build_id)
     options = _rebuild_options(source, secrets or {})
-    runner: BuildRunner = app.extensions["layerdeck.runner"]
-    runner.engine.ping()
     by = by or Actor()
-    check_tag_policy(app, source.tag, by)
+    precheck(app, options, by)
     return _record_build(app, options, source.dockerfile, _same_context(source), rebuild_of=source.id, by=by,
                          on_record=on_record)
 
@@ -193,10 +223,8 @@ def edit_and_rebuild(app: Flask, build_id: int, edits: dict[str, bytes], by: Act
     of the same context). A refused edit leaves no file and no row behind."""
     source = _rebuild_source(app, build_id)
     options = _rebuild_options(source, secrets or {})
-    runner: BuildRunner = app.extensions["layerdeck.runner"]
-    runner.engine.ping()
     by = by or Actor()
-    check_tag_policy(app, source.tag, by)
+    precheck(app, options, by)
     limits = limits_for(app)
     tmp = data_path(app, "tmp", f"context-{uuid.uuid4().hex}.tar")
     tmp.parent.mkdir(parents=True, exist_ok=True)
@@ -328,19 +356,26 @@ def _record_build(app: Flask, options: BuildOptions, dockerfile: str, ctx: Store
     secrets = {k: v for k, v in options.build_args.items() if is_secret_arg(k)}
     shown = {k: SECRET_MASK if k in secrets else v for k, v in options.build_args.items()}
     begin_write()
+    now = time.time()
     build = Build(
         status=BuildStatus.QUEUED, builder=builder, tag=options.tag, dockerfile=dockerfile,
         pull=options.pull, dockerfile_text=ctx.dockerfile_text,
         build_args=json.dumps(shown), target=options.target, no_cache=options.no_cache,
         secret_args=json.dumps({k: secret_digest(app, v) for k, v in secrets.items()}),
-        context_source=ctx.source, context_files=ctx.files, context_bytes=ctx.bytes, created_at=time.time(),
+        context_source=ctx.source, context_files=ctx.files, context_bytes=ctx.bytes, created_at=now,
         context_file=ctx.existing or "", upload_digest=ctx.digest or None, rebuild_of=rebuild_of,
         created_by=by.user_id if by else None,
     )
     db.session.add(build)
     final: Path | None = None
     held: int | None = None
+    job: Job | None = None
+    # A worker with nothing to do takes the build straight from here: it is recorded as running and handed
+    # over in memory, with no queue and no claim to pass through. With every worker busy, it is queued.
+    handed = runner.reserve()
     try:
+        if handed:
+            build.status, build.started_at = BuildStatus.RUNNING, now
         db.session.flush()
         if secrets:
             held = build.id
@@ -352,23 +387,35 @@ def _record_build(app: Flask, options: BuildOptions, dockerfile: str, ctx: Store
             os.replace(ctx.fresh, final)
             if manifest_path(ctx.fresh).is_file():
                 os.replace(manifest_path(ctx.fresh), manifest_path(final))
-        # The build's first message is written with its row: a worker that claims the build at once
+        # The build's first message is written with its row: a worker that claims a queued build at once
         # (before the journal would have run) still finds `queued` as message 1, ahead of `running`.
         first = {"type": "status", "seq": 1, "build": build_to_dict(build, steps=False)}
         db.session.add(BuildEvent(build_id=build.id, seq=1, type="status", data=json.dumps(first)))
         if on_record is not None:
             on_record(build)
+        build_id = build.id
+        if handed:
+            # The worker starts the engine while the row is committed; it writes nothing until it is.
+            job = Job.of(app, build, handover=Handover())
+            runner.hand(job)
         db.session.commit()
     except BaseException:
         db.session.rollback()
+        if job is not None and job.handover is not None:
+            job.handover.abandon()  # the worker stops the engine and frees its slot
+        elif handed:
+            runner.release()
         if held is not None:
             runner.secrets.pop(held, None)
         if final is not None:
             final.unlink(missing_ok=True)
             manifest_path(final).unlink(missing_ok=True)
         raise
-    app.extensions["layerdeck.hub"].publish(build.id, [first])
-    runner.wake()
+    if job is not None and job.handover is not None:
+        job.handover.recorded()
+    app.extensions["layerdeck.hub"].publish(build_id, [first])
+    if job is None:
+        runner.wake()
     return build
 
 
@@ -430,15 +477,18 @@ class _Prepared:
     thread while the engine takes the context in: for a fully cached build that is most of the engine's
     time."""
 
-    def __init__(self, runner: BuildRunner, build_id: int) -> None:
+    def __init__(self, runner: BuildRunner, job: Job) -> None:
         self._done = threading.Event()
         self._value: tuple[MissExplainer, dict[tuple[int, str], float]] | None = None
         self._error: BaseException | None = None
-        threading.Thread(target=self._read, args=(runner, build_id), name=f"layerdeck-prepare-{build_id}",
+        threading.Thread(target=self._read, args=(runner, job), name=f"layerdeck-prepare-{job.build_id}",
                          daemon=True).start()
 
-    def _read(self, runner: BuildRunner, build_id: int) -> None:
+    def _read(self, runner: BuildRunner, job: Job) -> None:
+        build_id = job.build_id
         try:
+            if not job.wait_recorded():
+                raise LayerdeckError("The build was never recorded.")
             with runner.app.app_context():
                 build = db.session.get(Build, build_id)
                 assert build is not None
@@ -457,8 +507,62 @@ class _Prepared:
         return self._value
 
 
+@dataclass(frozen=True)
+class Job:
+    """What a worker needs to run a build: read from its row when claimed from the queue, or made by the
+    request that recorded it and handed over in memory."""
+
+    build_id: int
+    request: BuildRequest  # secret build args still masked: their values come from BuildRunner.secrets
+    dockerfile_text: str
+    secret_names: tuple[str, ...]
+    announce: bool  # say `running` to viewers (a claimed build); a handed one was recorded running
+    handover: Handover | None = None  # a build handed over before its row was committed
+
+    @classmethod
+    def of(cls, app: Flask, build: Build, *, announce: bool = False, handover: Handover | None = None) -> Job:
+        instance = app.config["INSTANCE_ID"]
+        request = BuildRequest(
+            context=data_path(app, build.context_file), builder=build.builder, tag=build.tag,
+            dockerfile=build.dockerfile, build_args=build.args(), target=build.target,
+            no_cache=build.no_cache, pull=build.pull,
+            # One constant label: the classic builder turns each label into an extra LABEL step at the end,
+            # so a per-build value would rebuild that step, and change the image id, every time.
+            labels={"layerdeck.instance": instance},
+            build_id=f"layerdeck-{instance[:12]}-{build.id}-{uuid.uuid4().hex[:8]}",
+        )
+        return cls(build.id, request, build.dockerfile_text or "", tuple(sorted(json.loads(build.secret_args or "{}"))),
+                   announce, handover)
+
+    def wait_recorded(self) -> bool:
+        """Wait until the build's row is committed; False if it never will be (the build is then dropped)."""
+        return self.handover is None or self.handover.wait()
+
+
+class Handover:
+    """A build handed to a worker before the transaction recording it has committed. The worker may ask the
+    engine at once (the context is in place) but writes nothing before recorded(); after abandon() it
+    stops the engine and writes nothing at all."""
+
+    def __init__(self) -> None:
+        self._settled = threading.Event()
+        self._kept = False
+
+    def recorded(self) -> None:
+        self._kept = True
+        self._settled.set()
+
+    def abandon(self) -> None:
+        self._settled.set()
+
+    def wait(self) -> bool:
+        self._settled.wait()
+        return self._kept
+
+
 class BuildRunner:
-    """A bounded pool of worker threads; each claims queued builds and streams them through the engine."""
+    """A bounded pool of worker threads. A build submitted while a worker is free is handed to it directly;
+    otherwise it is queued, and workers claim queued builds oldest first as they come free."""
 
     def __init__(self, app: Flask, engine: Engine, journal: BuildJournal) -> None:
         self.app = app
@@ -469,6 +573,10 @@ class BuildRunner:
         self._wakeup = threading.Condition()
         self._pending_wakeups = 0
         self._stopping = False
+        # Workers neither running a build nor promised one. Idle workers = _free + len(_handed) (+ any
+        # holding a slot while they look in the queue), so a handed build always finds a worker.
+        self._free = 0
+        self._handed: collections.deque[Job] = collections.deque()
         self._active: dict[int, _Active] = {}
         self._active_lock = threading.Lock()
         self._label_step = f"LABEL layerdeck.instance={app.config['INSTANCE_ID']}"
@@ -478,6 +586,8 @@ class BuildRunner:
         self.secrets: dict[int, dict[str, str]] = {}
 
     def start(self) -> None:
+        with self._wakeup:
+            self._free = self.size
         for n in range(self.size):
             thread = threading.Thread(target=self._work, name=f"layerdeck-build-{n + 1}", daemon=True)
             thread.start()
@@ -486,6 +596,7 @@ class BuildRunner:
     def stop(self) -> None:
         with self._wakeup:
             self._stopping = True
+            self._free = 0
             self._wakeup.notify_all()
         with self._active_lock:
             actives = list(self._active.values())
@@ -495,8 +606,28 @@ class BuildRunner:
             thread.join(timeout=15)
 
     def wake(self) -> None:
+        """A build was queued."""
         with self._wakeup:
             self._pending_wakeups += 1
+            self._wakeup.notify()
+
+    def reserve(self) -> bool:
+        """Promise a free worker to a build about to be recorded (release() if it is not, hand() if it is)."""
+        with self._wakeup:
+            if self._stopping or self._free <= 0:
+                return False
+            self._free -= 1
+            return True
+
+    def release(self) -> None:
+        with self._wakeup:
+            self._free += 1
+
+    def hand(self, job: Job) -> None:
+        """Give a recorded build to the worker reserve() promised. It can be cancelled from now on."""
+        self._activate(job)
+        with self._wakeup:
+            self._handed.append(job)
             self._wakeup.notify()
 
     def cancel(self, build_id: int, reason: str = "cancelled") -> bool:
@@ -507,31 +638,56 @@ class BuildRunner:
         active.stop(reason)
         return True
 
+    def _activate(self, job: Job) -> _Active:
+        engine, engine_build_id = self.engine, job.request.build_id or ""
+        on_stop = (lambda: engine.cancel_build(engine_build_id)) if job.request.builder == "buildkit" else None
+        with self._active_lock:
+            return self._active.setdefault(job.build_id, _Active(on_stop))
+
     # --- workers ------------------------------------------------------------------------------------
 
     def _work(self) -> None:
-        while True:
-            with self._wakeup:
-                if self._stopping:
-                    return
+        while (taken := self._take()) is not None:
+            build_id = taken.build_id if isinstance(taken, Job) else taken
             try:
-                build_id = self._claim()
-            except Exception:
-                log.exception("could not claim a build")
-                build_id = None
-            if build_id is None:
-                with self._wakeup:
-                    if self._pending_wakeups == 0 and not self._stopping:
-                        self._wakeup.wait(timeout=5)
-                    self._pending_wakeups = max(0, self._pending_wakeups - 1)
-                continue
-            try:
-                self._run(build_id)
+                self._run(taken if isinstance(taken, Job) else self._job_of(build_id))
             except Exception as exc:  # never leave a build hanging in `running`
                 log.exception("build %s crashed", build_id)
                 self.journal.status(build_id, status=BuildStatus.FAILED, finished_at=time.time(),
                                     error=f"Layerdeck failed while running this build: {exc}")
                 self.journal.end(build_id)
+            finally:
+                with self._active_lock:
+                    self._active.pop(build_id, None)
+                with self._wakeup:
+                    self._free += 0 if self._stopping else 1
+
+    def _take(self) -> Job | int | None:
+        """This worker's next build: one handed over (even while stopping: it ends `interrupted` at once),
+        else the oldest queued one, claimed; None when the runner stops."""
+        while True:
+            with self._wakeup:
+                if self._handed:
+                    return self._handed.popleft()  # its slot was taken by reserve()
+                if self._stopping:
+                    return None
+                claiming = self._free > 0
+                if claiming:
+                    self._free -= 1
+            build_id = None
+            if claiming:
+                try:
+                    build_id = self._claim()
+                except Exception:
+                    log.exception("could not claim a build")
+                if build_id is not None:
+                    return build_id
+            with self._wakeup:
+                if claiming:
+                    self._free += 0 if self._stopping else 1
+                if self._pending_wakeups == 0 and not self._handed and not self._stopping:
+                    self._wakeup.wait(timeout=5)
+                self._pending_wakeups = max(0, self._pending_wakeups - 1)
 
     def _claim(self) -> int | None:
         with self.app.app_context():
@@ -556,50 +712,44 @@ class BuildRunner:
             db.session.commit()
             return build_id if result.rowcount == 1 else None  # type: ignore[attr-defined]
 
-    def _run(self, build_id: int) -> None:
+    def _job_of(self, build_id: int) -> Job:
         with self.app.app_context():
             build = db.session.get(Build, build_id)
             assert build is not None
-            instance = self.app.config["INSTANCE_ID"]
-            engine_build_id = f"layerdeck-{instance[:12]}-{build.id}-{uuid.uuid4().hex[:8]}"
-            secrets = self.secrets.pop(build_id, {})
-            missing = sorted(set(json.loads(build.secret_args or "{}")) - set(secrets))
-            request = BuildRequest(
-                context=data_path(self.app, build.context_file), builder=build.builder, tag=build.tag,
-                dockerfile=build.dockerfile, build_args={**build.args(), **secrets}, target=build.target,
-                no_cache=build.no_cache, pull=build.pull,
-                # One constant label: the classic builder turns each label into an extra LABEL step at the
-                # end, so a per-build value would rebuild that step, and change the image id, every time.
-                labels={"layerdeck.instance": self.app.config["INSTANCE_ID"]},
-                build_id=engine_build_id,
-            )
-            dockerfile_text = build.dockerfile_text
+            job = Job.of(self.app, build, announce=True)
             db.session.rollback()
+            return job
+
+    def _run(self, job: Job) -> None:
+        build_id = job.build_id
+        secrets = self.secrets.pop(build_id, {})
+        missing = sorted(set(job.secret_names) - set(secrets))
         if missing:  # cannot happen in one process; refuse rather than build with the mask as the value
             self.journal.status(build_id, status=BuildStatus.FAILED, finished_at=time.time(),
                                 error=f"The values of its secret build args ({', '.join(missing)}) are gone; "
                                       "start the build again.")
             self.journal.end(build_id)
             return
+        request = dataclasses.replace(job.request, build_args={**job.request.build_args, **secrets})
         self.journal.hide(build_id, list(secrets.values()))
-        self.journal.status(build_id)  # now running: every viewer's header changes
-        prepared = _Prepared(self, build_id)  # read while the engine takes the context in
-        engine = self.engine
-        on_stop = (lambda: engine.cancel_build(engine_build_id)) if request.builder == "buildkit" else None
-        active = _Active(on_stop)
-        with self._active_lock:
-            self._active[build_id] = active
+        if job.announce:
+            self.journal.status(build_id)  # now running: every viewer's header changes
+        prepared = _Prepared(self, job)  # read while the engine takes the context in
+        active = self._activate(job)
         timer = threading.Timer(self.timeout, active.stop, args=("timed_out",))
         timer.daemon = True
         timer.start()
         steps: dict[int, dict[str, Any]] = {}  # each step as last reported, by index
         try:
-            status, image_id, error = self._stream(build_id, request, active, dockerfile_text, prepared, steps)
+            status, image_id, error = self._stream(job, request, active, prepared, steps)
         finally:
             timer.cancel()
             self._hidden.pop(build_id, None)
             with self._active_lock:
                 self._active.pop(build_id, None)
+        if not job.wait_recorded():  # the request that recorded it failed: nothing of it may be written
+            self.journal.forget(build_id)
+            return
         explainer, credits = prepared.get()
         saved = time_saved(credits, {i: s["instruction"] for i, s in steps.items() if s.get("cached")})
         self.journal.status(build_id, status=status, finished_at=time.time(), image_id=image_id, error=error,
@@ -608,21 +758,28 @@ class BuildRunner:
         self.journal.end(build_id)
         self.journal.forget(build_id)
 
-    def _stream(self, build_id: int, request: BuildRequest, active: _Active, dockerfile_text: str,
-                prepared: _Prepared, seen: dict[int, dict[str, Any]]) -> tuple[str, str | None, str | None]:
+    def _stream(self, job: Job, request: BuildRequest, active: _Active, prepared: _Prepared,
+                seen: dict[int, dict[str, Any]]) -> tuple[str, str | None, str | None]:
+        build_id, dockerfile_text = job.build_id, job.dockerfile_text
         parser: ClassicParser | BuildKitParser
         if request.builder == "buildkit":
             parser = BuildKitParser(dockerfile=dockerfile_text or None)
         else:
             parser = ClassicParser()
+        if active.reason is not None:  # cancelled (or the server stopping) before the engine was asked
+            return self._stopped(active.reason)
         try:
             stream = self.engine.start_build(request)
         except EngineUnavailable as exc:
             return BuildStatus.FAILED, None, exc.message
         except EngineError as exc:
-            self.journal.log(build_id, None, "system", exc.message)
+            if job.wait_recorded():
+                self.journal.log(build_id, None, "system", exc.message)
             return BuildStatus.FAILED, None, f"The Docker engine refused the build: {exc.message}"
         active.attach(stream)
+        if not job.wait_recorded():
+            active.stop("cancelled")
+            return self._stopped("cancelled")
         lost: str | None = None
         try:
             for doc in iter_documents(stream):
@@ -642,17 +799,20 @@ class BuildRunner:
         result = self._emit(build_id, events, seen, prepared)
         if request.target and dockerfile_text:
             self._mark_skipped_stages(build_id, dockerfile_text, seen)
-        if active.reason == "timed_out":
-            return (BuildStatus.TIMED_OUT, None,
-                    f"The build ran past the {self.timeout:g} s time limit and was stopped.")
-        if active.reason == "cancelled":
-            return BuildStatus.CANCELLED, None, "Cancelled while running."
-        if active.reason == "interrupted":
-            return BuildStatus.INTERRUPTED, None, INTERRUPTED_MESSAGE.format(was="running")
+        if active.reason is not None:
+            return self._stopped(active.reason)
         assert result is not None
         if result.error:
             return BuildStatus.FAILED, None, explain_engine_error(result.error, pull=request.pull)
         return BuildStatus.SUCCEEDED, result.image_id, None
+
+    def _stopped(self, reason: str) -> tuple[str, None, str]:
+        if reason == "timed_out":
+            return (BuildStatus.TIMED_OUT, None,
+                    f"The build ran past the {self.timeout:g} s time limit and was stopped.")
+        if reason == "cancelled":
+            return BuildStatus.CANCELLED, None, "Cancelled while running."
+        return BuildStatus.INTERRUPTED, None, INTERRUPTED_MESSAGE.format(was="running")
 
     def _emit(self, build_id: int, events: list[Event], seen: dict[int, dict[str, Any]],
               prepared: _Prepared) -> BuildResult | None:

@@ -143,13 +143,14 @@ def create_build() -> tuple[Response, int]:
         build = service.submit_build(app, upload, options, actor(), audit_created)
     elif request.mimetype in RAW_ARCHIVE_TYPES:
         options = _options_from(request.args)
+        checked = service.Precheck(app, options, actor())  # while the archive arrives
         with HashingFile(Path(app.config["DATA_DIR"]) / "tmp") as body:
             while chunk := request.stream.read(1024**2):
                 body.write(chunk)
             body.flush()
             upload = service.Upload(archive=Path(body.name), archive_sha256=body.sha256(),
                                     from_folder=request.args.get("context_source") == "folder")
-            build = service.submit_build(app, upload, options, actor(), audit_created)
+            build = service.submit_build(app, upload, options, actor(), audit_created, checked)
     else:
         options = _options_from(request.form)
         build = service.submit_build(app, _upload_from_form(), options, actor(), audit_created)

@@ -1,0 +1,79 @@
+"""The build journal on the real database: one batch of messages becomes rows and messages that agree."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import select
+
+from webapp.extensions import db
+from webapp.journal import _Item
+from webapp.models import Build, BuildEvent, Step
+
+
+def new_build(app: Flask) -> int:
+    with app.app_context():
+        build = Build(status="running", builder="buildkit", context_file="contexts/x.tar", context_source="tar",
+                      created_at=1.0, started_at=2.0)
+        db.session.add(build)
+        db.session.commit()
+        return build.id
+
+
+def step(index: int, status: str, cached: bool | None, **more: Any) -> dict[str, Any]:
+    return {"index": index, "stage": "0", "instruction": f"RUN echo {index}", "status": status, "cached": cached,
+            "started_at": 10.0, "finished_at": 10.5 if status != "running" else None, "error": None, **more}
+
+
+def test_one_batch_writes_each_step_once_and_its_status_counts_them(make_app: Any) -> None:
+    app = make_app(start=False)
+    journal = app.extensions["layerdeck.journal"]
+    build_id = new_build(app)
+    items = [
+        _Item(build_id, "step", step(1, "running", None)),
+        _Item(build_id, "log", {"step": 1, "stream": "stdout", "text": "hello"}),
+        _Item(build_id, "step", step(1, "cached", True)),
+        _Item(build_id, "step", step(2, "running", None)),
+        _Item(build_id, "step", step(2, "built", False, miss_reason={"kind": "files_changed", "paths": ["a"]})),
+        _Item(build_id, "status", {"status": "succeeded", "finished_at": time.time()}),
+        _Item(build_id, "end"),
+    ]
+    with app.app_context():
+        journal._write(items)  # as the journal thread does with whatever has arrived since its last commit
+    with app.app_context():
+        rows = {s.index: s for s in db.session.scalars(select(Step).where(Step.build_id == build_id))}
+        events = [e.message() for e in db.session.scalars(
+            select(BuildEvent).where(BuildEvent.build_id == build_id).order_by(BuildEvent.seq))]
+        build = db.session.get(Build, build_id)
+        assert build is not None
+        assert (build.status, build.log_bytes) == ("succeeded", len("hello") + 1)
+    assert sorted(rows) == [1, 2]
+    assert (rows[1].status, rows[1].cached, rows[1].miss_reason) == ("cached", True, None)
+    assert (rows[2].status, rows[2].cached, rows[2].reason()) == ("built", False, {"kind": "files_changed",
+                                                                                    "paths": ["a"]})
+    # Every message is there in order; the status sent with them already counts the steps written with it.
+    assert [e["type"] for e in events] == ["step", "log", "step", "step", "step", "status", "end"]
+    assert [e["seq"] for e in events] == list(range(1, 8))
+    status = events[5]["build"]
+    assert status["cache"]["hits"] == 1 and status["cache"]["total"] == 2
+    assert status["log"] == {"bytes": 6, "truncated": False}
+    assert events[4]["step"]["miss_reason"] == {"kind": "files_changed", "paths": ["a"]}
+    assert events[4]["step"]["duration_s"] == 0.5
+    # The messages a live viewer got are the ones stored, and the API shows the same steps.
+    client = app.test_client()
+    assert client.get(f"/api/v1/builds/{build_id}").get_json()["steps"] == [events[2]["step"], events[4]["step"]]
+
+
+def test_a_step_reported_again_in_a_later_batch_updates_its_row(make_app: Any) -> None:
+    app = make_app(start=False)
+    journal = app.extensions["layerdeck.journal"]
+    build_id = new_build(app)
+    journal.step(build_id, step(1, "running", None))
+    journal.sync()
+    journal.step(build_id, step(1, "failed", False, error="exit code 1"))
+    journal.sync()
+    with app.app_context():
+        rows = list(db.session.scalars(select(Step).where(Step.build_id == build_id)))
+    assert [(r.status, r.error) for r in rows] == [("failed", "exit code 1")]
