@@ -386,7 +386,8 @@ def engine_over_tcp() -> Any:
 
 
 @pytest.mark.parametrize("builder", ["classic", "buildkit"])
-def test_builds_reach_an_engine_over_tcp_too(make_app: Any, base_image: str, builder: str, engine_over_tcp: str) -> None:
+def test_builds_reach_an_engine_over_tcp_too(make_app: Any, base_image: str, builder: str,
+                                             engine_over_tcp: str) -> None:
     from webapp.engine import Engine
 
     app = make_app()

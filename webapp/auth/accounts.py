@@ -163,9 +163,19 @@ def admins_left(excluding: User) -> int:
     ) or 0
 
 
+# Users are never renamed or deleted (they are disabled), so a name once read is the name for good. Every
+# status message of a build carries its author's name: this saves the journal a query each time.
+_names: dict[int, str] = {}
+
+
 def user_name(user_id: int | None) -> str | None:
     """A user's name for the pages and the API (None for rows made before accounts existed)."""
     if user_id is None:
         return None
-    user = db.session.get(User, user_id)
-    return user.name if user else None
+    name = _names.get(user_id)
+    if name is None:
+        user = db.session.get(User, user_id)
+        if user is None:
+            return None
+        name = _names[user_id] = user.name
+    return name

@@ -58,8 +58,11 @@ class BuildJournal(Journal):
         super().status(owner_id, **changes)
 
     def snapshot(self, owner: Any) -> dict[str, Any]:
-        db.session.expire(owner, ["steps"])  # written below the ORM since it last looked
-        return build_to_dict(owner, steps=False)
+        steps = self._steps.get(owner.id)
+        if steps is None:  # no step of it has passed through here: read them
+            db.session.expire(owner, ["steps"])
+            return build_to_dict(owner, steps=False)
+        return build_to_dict(owner, steps=False, cached=(s["cached"] for s in steps.values()))
 
     def truncation(self, data: dict[str, Any]) -> dict[str, Any]:
         notice = truncation_notice(self._log_cap, "The build goes on.")

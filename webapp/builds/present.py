@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -74,12 +74,15 @@ def queue_position(build: Build) -> int | None:
     return int(ahead or 0) + 1
 
 
-def cache_summary(steps: list[Step]) -> dict[str, int]:
-    decided = [s for s in steps if s.cached is not None]
-    return {"hits": sum(1 for s in decided if s.cached), "total": len(decided)}
+def cache_summary(cached: Iterable[bool | None]) -> dict[str, int]:
+    """Hits and decided steps, from each step's cached flag (None: not decided yet)."""
+    decided = [c for c in cached if c is not None]
+    return {"hits": sum(1 for c in decided if c), "total": len(decided)}
 
 
-def build_to_dict(build: Build, *, steps: bool = True) -> dict[str, Any]:
+def build_to_dict(build: Build, *, steps: bool = True, cached: Iterable[bool | None] | None = None) -> dict[str, Any]:
+    """A build as the API shows it. `cached`: its steps' cached flags when the caller has them (the journal,
+    a build just recorded), instead of loading its steps."""
     out: dict[str, Any] = {
         "id": build.id,
         "status": build.status,
@@ -105,7 +108,8 @@ def build_to_dict(build: Build, *, steps: bool = True) -> dict[str, Any]:
         "context": {
             "source": build.context_source, "files": build.context_files, "bytes": build.context_bytes,
         },
-        "cache": {**cache_summary(build.steps), "saved_s": build.saved_s, "compared_with": build.compared_with},
+        "cache": {**cache_summary(cached if cached is not None else (s.cached for s in build.steps)),
+                  "saved_s": build.saved_s, "compared_with": build.compared_with},
         "log": {"bytes": build.log_bytes, "truncated": build.log_truncated},
         **build_urls(build.id),
     }

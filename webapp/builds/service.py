@@ -389,7 +389,7 @@ def _record_build(app: Flask, options: BuildOptions, dockerfile: str, ctx: Store
                 os.replace(manifest_path(ctx.fresh), manifest_path(final))
         # The build's first message is written with its row: a worker that claims a queued build at once
         # (before the journal would have run) still finds `queued` as message 1, ahead of `running`.
-        first = {"type": "status", "seq": 1, "build": build_to_dict(build, steps=False)}
+        first = {"type": "status", "seq": 1, "build": build_to_dict(build, steps=False, cached=())}
         db.session.add(BuildEvent(build_id=build.id, seq=1, type="status", data=json.dumps(first)))
         if on_record is not None:
             on_record(build)
