@@ -1,12 +1,14 @@
-"""Uploads as they arrive: straight to a temporary file, hashed on the way."""
+"""Uploads as they arrive: hashed on the way, to a temporary file (or, for a small raw body, held in memory)."""
 
 from __future__ import annotations
 
 import hashlib
+import queue
 import tempfile
+import threading
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import IO, Any
 
 
 class HashingFile:
@@ -33,3 +35,93 @@ class HashingFile:
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  traceback: TracebackType | None) -> None:
         self._file.close()  # a NamedTemporaryFile: closing removes it
+
+
+# A raw upload this small stays in memory until Layerdeck knows it needs the file: an identical re-upload,
+# the everyday case, then never touches the disk. Past it the upload goes to a temporary file as it arrives.
+SPOOL_BYTES = 16 * 1024**2
+# Blocks received but not yet hashed; the receiving thread waits when the hasher is this far behind.
+PENDING_BLOCKS = 4
+
+
+class SpooledUpload:
+    """A request body as it arrives: hashed (and, past SPOOL_BYTES, written to a temporary file) on a helper
+    thread while the next block is received, so receiving and hashing overlap on two cores (hashlib lets
+    go of the GIL for large blocks). write() what arrives, finish() when it is all there."""
+
+    def __init__(self, folder: Path, spool_bytes: int = SPOOL_BYTES) -> None:
+        self._folder = folder
+        self._spool_bytes = spool_bytes
+        self._blocks: queue.Queue[bytes | None] = queue.Queue(maxsize=PENDING_BLOCKS)
+        self._hash = hashlib.sha256()
+        self._memory: list[bytes] = []
+        self._file: IO[bytes] | None = None
+        self._error: BaseException | None = None
+        self.size = 0
+        self._helper: threading.Thread | None = threading.Thread(target=self._consume, name="layerdeck-upload",
+                                                                 daemon=True)
+        self._helper.start()
+
+    def _consume(self) -> None:
+        while (block := self._blocks.get()) is not None:
+            if self._error is not None:
+                continue  # keep taking blocks so the receiver never waits on a dead helper
+            try:
+                self._hash.update(block)
+                if self._file is None and self.size + len(block) > self._spool_bytes:
+                    self._file = self._spill()
+                if self._file is not None:
+                    self._file.write(block)
+                else:
+                    self._memory.append(block)
+                self.size += len(block)
+            except BaseException as exc:  # raised again in the receiving thread
+                self._error = exc
+
+    def _spill(self) -> IO[bytes]:
+        file = tempfile.NamedTemporaryFile(dir=self._folder, prefix="upload-", suffix=".part")  # noqa: SIM115
+        for block in self._memory:
+            file.write(block)
+        self._memory.clear()
+        return file
+
+    def write(self, data: bytes) -> None:
+        if self._error is not None:
+            raise self._error
+        self._blocks.put(data)
+
+    def finish(self) -> None:
+        """Wait until everything written is hashed (and stored)."""
+        if self._helper is not None:
+            self._blocks.put(None)
+            self._helper.join()
+            self._helper = None
+        if self._error is not None:
+            raise self._error
+
+    def sha256(self) -> str:
+        return self._hash.hexdigest()
+
+    def path(self) -> Path:
+        """The upload as a file (written out now if it was only held in memory); removed by close()."""
+        if self._file is None:
+            self._file = self._spill()
+        self._file.flush()
+        return Path(self._file.name)
+
+    def close(self) -> None:
+        if self._helper is not None:  # an upload abandoned half-way: let the helper end
+            self._error = self._error or RuntimeError("upload abandoned")
+            self._blocks.put(None)
+            self._helper.join()
+            self._helper = None
+        self._memory.clear()
+        if self._file is not None:
+            self._file.close()  # a NamedTemporaryFile: closing removes it
+
+    def __enter__(self) -> SpooledUpload:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.close()

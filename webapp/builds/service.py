@@ -47,6 +47,7 @@ from webapp.engine import BuildRequest, Engine, EngineError
 from webapp.errors import BadRequest, Conflict, EngineUnavailable, LayerdeckError, NotFound, TooLarge
 from webapp.extensions import db
 from webapp.models import Build, BuildEvent, BuildStatus, Step
+from webapp.uploads import SpooledUpload
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +56,23 @@ INTERRUPTED_MESSAGE = "Layerdeck was restarted while this build was {was}; the l
 
 @dataclass(frozen=True)
 class Upload:
-    """What the user sent: a saved archive, or pasted Dockerfile text."""
+    """What the user sent: a saved archive (on disk, or a raw body received into a SpooledUpload), or pasted
+    Dockerfile text."""
 
     archive: Path | None = None
     dockerfile_text: str | None = None
     from_folder: bool = False  # a folder the page packed into a tar
     archive_sha256: str | None = None  # computed while the upload was received, when it was
+    spooled: SpooledUpload | None = None
+
+    def archive_size(self) -> int | None:
+        if self.spooled is not None:
+            return self.spooled.size
+        return self.archive.stat().st_size if self.archive is not None else None
+
+    def archive_path(self) -> Path | None:
+        """The archive as a file (a spooled one is written out only now, when it must be unpacked)."""
+        return self.spooled.path() if self.spooled is not None else self.archive
 
 
 def data_path(app: Flask, *parts: str) -> Path:
@@ -164,7 +176,8 @@ def submit_build(app: Flask, upload: Upload, options: BuildOptions, by: Actor | 
         precheck(app, options, by)
     limits = limits_for(app)
     dockerfile = context.normalise_dockerfile_path(options.dockerfile)
-    if upload.archive is not None and upload.archive.stat().st_size > limits.max_upload_bytes:
+    size = upload.archive_size()
+    if size is not None and size > limits.max_upload_bytes:
         raise TooLarge(
             f"The upload is larger than the {limits.max_upload_bytes / 1024**2:g} MiB limit "
             "(LAYERDECK_MAX_UPLOAD_SIZE).", code="upload_too_large")
@@ -172,14 +185,15 @@ def submit_build(app: Flask, upload: Upload, options: BuildOptions, by: Actor | 
     earlier = _stored_context(app, digest, limits)
     if earlier is not None:
         return _record_build(app, options, dockerfile, earlier, by=by, on_record=on_record)
-    if upload.archive is None and upload.dockerfile_text is None:
+    archive = upload.archive_path()
+    if archive is None and upload.dockerfile_text is None:
         raise Conflict(
             "Layerdeck has no stored context with that digest (for this Dockerfile path); "
             "send the archive itself.", code="context_unknown")
     tmp = data_path(app, "tmp", f"context-{uuid.uuid4().hex}.tar")
     try:
-        if upload.archive is not None:
-            info = context.pack_archive(upload.archive, tmp, dockerfile, limits)
+        if archive is not None:
+            info = context.pack_archive(archive, tmp, dockerfile, limits)
         else:
             info = context.pack_dockerfile_text(upload.dockerfile_text or "", tmp, dockerfile)
         source = "folder" if upload.from_folder and info.source == "tar" else info.source

@@ -41,7 +41,7 @@ from webapp.errors import BadRequest, Conflict, NotFound
 from webapp.extensions import db
 from webapp.models import Build, BuildEvent, Run
 from webapp.paging import newest_first
-from webapp.uploads import HashingFile
+from webapp.uploads import SpooledUpload
 
 bp = Blueprint("builds", __name__)
 
@@ -144,11 +144,11 @@ def create_build() -> tuple[Response, int]:
     elif request.mimetype in RAW_ARCHIVE_TYPES:
         options = _options_from(request.args)
         checked = service.Precheck(app, options, actor())  # while the archive arrives
-        with HashingFile(Path(app.config["DATA_DIR"]) / "tmp") as body:
+        with SpooledUpload(Path(app.config["DATA_DIR"]) / "tmp") as body:
             while chunk := request.stream.read(1024**2):
                 body.write(chunk)
-            body.flush()
-            upload = service.Upload(archive=Path(body.name), archive_sha256=body.sha256(),
+            body.finish()
+            upload = service.Upload(spooled=body, archive_sha256=body.sha256(),
                                     from_folder=request.args.get("context_source") == "folder")
             build = service.submit_build(app, upload, options, actor(), audit_created, checked)
     else:

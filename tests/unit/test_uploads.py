@@ -1,0 +1,58 @@
+"""SpooledUpload: a raw request body hashed on a helper thread, held in memory while small, on disk past that."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from webapp.uploads import SpooledUpload
+
+
+def blocks(data: bytes, size: int) -> list[bytes]:
+    return [data[i:i + size] for i in range(0, len(data), size)]
+
+
+def test_a_small_upload_is_hashed_and_never_written_unless_asked(tmp_path: Path) -> None:
+    data = os.urandom(300_000)
+    with SpooledUpload(tmp_path, spool_bytes=1_000_000) as upload:
+        for block in blocks(data, 65536):
+            upload.write(block)
+        upload.finish()
+        assert upload.sha256() == hashlib.sha256(data).hexdigest()
+        assert upload.size == len(data)
+        assert list(tmp_path.iterdir()) == []  # known by its digest alone: nothing on disk
+        path = upload.path()  # needed after all (a new context to unpack): written out now
+        assert path.read_bytes() == data and path.parent == tmp_path
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_large_upload_goes_to_disk_as_it_arrives(tmp_path: Path) -> None:
+    data = os.urandom(3_000_000)
+    with SpooledUpload(tmp_path, spool_bytes=1_000_000) as upload:
+        for block in blocks(data, 1024**2):
+            upload.write(block)
+        upload.finish()
+        assert len(list(tmp_path.iterdir())) == 1  # spilled past the spool size, before anyone asked
+        assert upload.sha256() == hashlib.sha256(data).hexdigest()
+        assert upload.path().read_bytes() == data
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_upload_abandoned_half_way_leaves_no_file_and_no_thread(tmp_path: Path) -> None:
+    before = threading.active_count()
+    with SpooledUpload(tmp_path, spool_bytes=10) as upload:
+        upload.write(b"x" * 1000)
+    assert list(tmp_path.iterdir()) == []
+    assert threading.active_count() == before
+
+
+def test_a_failure_on_the_helper_thread_reaches_the_receiver(tmp_path: Path) -> None:
+    missing = tmp_path / "gone"  # the spill file cannot be made here
+    with SpooledUpload(missing, spool_bytes=10) as upload:
+        upload.write(b"x" * 1000)
+        with pytest.raises(FileNotFoundError):
+            upload.finish()
