@@ -40,14 +40,36 @@ class HashingFile:
 # A raw upload this small stays in memory until Layerdeck knows it needs the file: an identical re-upload,
 # the everyday case, then never touches the disk. Past it the upload goes to a temporary file as it arrives.
 SPOOL_BYTES = 16 * 1024**2
+# What all uploads in progress may hold in memory together; past it, new blocks go to disk at once.
+SPOOL_BUDGET = 48 * 1024**2
 # Blocks received but not yet hashed; the receiving thread waits when the hasher is this far behind.
 PENDING_BLOCKS = 4
 
+_spooled_lock = threading.Lock()
+_spooled_total = 0  # bytes held in memory by all SpooledUploads
+
+
+def _hold(size: int) -> bool:
+    """Take `size` bytes of the memory budget, if it has them."""
+    global _spooled_total
+    with _spooled_lock:
+        if _spooled_total + size > SPOOL_BUDGET:
+            return False
+        _spooled_total += size
+        return True
+
+
+def _give_back(size: int) -> None:
+    global _spooled_total
+    with _spooled_lock:
+        _spooled_total -= size
+
 
 class SpooledUpload:
-    """A request body as it arrives: hashed (and, past SPOOL_BYTES, written to a temporary file) on a helper
-    thread while the next block is received, so receiving and hashing overlap on two cores (hashlib lets
-    go of the GIL for large blocks). write() what arrives, finish() when it is all there."""
+    """A request body as it arrives: hashed (and, past SPOOL_BYTES or the shared SPOOL_BUDGET, written to a
+    temporary file) on a helper thread while the next block is received, so receiving and hashing overlap
+    on two cores (hashlib lets go of the GIL for large blocks). write() what arrives, finish() when it is
+    all there."""
 
     def __init__(self, folder: Path, spool_bytes: int = SPOOL_BYTES) -> None:
         self._folder = folder
@@ -68,7 +90,7 @@ class SpooledUpload:
                 continue  # keep taking blocks so the receiver never waits on a dead helper
             try:
                 self._hash.update(block)
-                if self._file is None and self.size + len(block) > self._spool_bytes:
+                if self._file is None and (self.size + len(block) > self._spool_bytes or not _hold(len(block))):
                     self._file = self._spill()
                 if self._file is not None:
                     self._file.write(block)
@@ -82,8 +104,12 @@ class SpooledUpload:
         file = tempfile.NamedTemporaryFile(dir=self._folder, prefix="upload-", suffix=".part")  # noqa: SIM115
         for block in self._memory:
             file.write(block)
-        self._memory.clear()
+        self._release()
         return file
+
+    def _release(self) -> None:
+        _give_back(sum(len(b) for b in self._memory))
+        self._memory.clear()
 
     def write(self, data: bytes) -> None:
         if self._error is not None:
@@ -115,7 +141,7 @@ class SpooledUpload:
             self._blocks.put(None)
             self._helper.join()
             self._helper = None
-        self._memory.clear()
+        self._release()
         if self._file is not None:
             self._file.close()  # a NamedTemporaryFile: closing removes it
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from webapp import uploads
 from webapp.uploads import SpooledUpload
 
 
@@ -56,3 +57,16 @@ def test_a_failure_on_the_helper_thread_reaches_the_receiver(tmp_path: Path) -> 
         upload.write(b"x" * 1000)
         with pytest.raises(FileNotFoundError):
             upload.finish()
+
+
+def test_uploads_in_progress_share_one_memory_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(uploads, "SPOOL_BUDGET", 100_000)
+    first, second = SpooledUpload(tmp_path, spool_bytes=80_000), SpooledUpload(tmp_path, spool_bytes=80_000)
+    with first, second:
+        first.write(b"a" * 60_000)
+        first.finish()
+        second.write(b"b" * 60_000)  # would fit its own spool, not what is left of the budget
+        second.finish()
+        assert len(list(tmp_path.iterdir())) == 1
+        assert second.path().read_bytes() == b"b" * 60_000
+    assert uploads._spooled_total == 0  # all given back
