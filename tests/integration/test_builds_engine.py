@@ -263,7 +263,6 @@ def test_builds_left_running_by_a_dead_process_become_interrupted_with_their_log
 def test_the_same_upload_again_reuses_its_stored_context(app: Any, client: FlaskClient, base_image: str) -> None:
     from pathlib import Path
 
-
     files = {"Dockerfile": f"FROM {base_image}\nCOPY a.txt /a.txt\n", "a.txt": "a"}
     first = build_ok(client, tar_bytes(files))
     second = build_ok(client, tar_bytes(files), tag="layerdeck-test/other-tag:1")  # settings may differ
@@ -273,6 +272,15 @@ def test_the_same_upload_again_reuses_its_stored_context(app: Any, client: Flask
     assert stored[second["id"]] == stored[first["id"]]
     assert stored[changed["id"]] != stored[first["id"]]
     assert second["context"] == first["context"]
+    # The same bytes for a tag that may not be written: refused (the check runs beside the row's making,
+    # and nothing of that row is left), by form and by raw body alike.
+    count = len(client.get("/api/v1/builds").get_json()["builds"])
+    for response in (submit(client, tar_bytes(files), tag=base_image),
+                     client.post("/api/v1/builds", data=tar_bytes(files), content_type="application/x-tar",
+                                 query_string={"tag": base_image})):
+        assert response.status_code == 409 and response.get_json()["error"]["code"] == "tag_protected"
+    assert len(client.get("/api/v1/builds").get_json()["builds"]) == count
+    assert list((Path(app.config["DATA_DIR"]) / "tmp").iterdir()) == []
 
     (Path(app.config["DATA_DIR"]) / stored[first["id"]]).unlink()  # gone (e.g. cleaned up): unpack again
     third = build_ok(client, tar_bytes(files))

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from flask import current_app
 from sqlalchemy import func, select, update
 
 from webapp.db import begin_write
@@ -163,19 +164,17 @@ def admins_left(excluding: User) -> int:
     ) or 0
 
 
-# Users are never renamed or deleted (they are disabled), so a name once read is the name for good. Every
-# status message of a build carries its author's name: this saves the journal a query each time.
-_names: dict[int, str] = {}
-
-
 def user_name(user_id: int | None) -> str | None:
-    """A user's name for the pages and the API (None for rows made before accounts existed)."""
+    """A user's name for the pages and the API (None for rows made before accounts existed). Users are
+    never renamed or deleted (they are disabled), so a name once read is kept for good, per app: every
+    status message of a build carries its author's name, and this saves the journal a query each time."""
     if user_id is None:
         return None
-    name = _names.get(user_id)
+    names: dict[int, str] = current_app.extensions.setdefault("layerdeck.user_names", {})
+    name = names.get(user_id)
     if name is None:
         user = db.session.get(User, user_id)
         if user is None:
             return None
-        name = _names[user_id] = user.name
+        name = names[user_id] = user.name
     return name

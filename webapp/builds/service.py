@@ -170,10 +170,9 @@ def submit_build(app: Flask, upload: Upload, options: BuildOptions, by: Actor | 
     removed again if the row cannot be written: a refused upload leaves nothing behind.
     """
     by = by or Actor()
-    if checked is not None:
-        checked.result()
-    else:
-        precheck(app, options, by)
+    # Checked on a side thread while the stored context is looked up and the row is made; the result is
+    # waited for before anything is unpacked or handed to the engine.
+    checked = checked or Precheck(app, options, by)
     limits = limits_for(app)
     dockerfile = context.normalise_dockerfile_path(options.dockerfile)
     size = upload.archive_size()
@@ -184,7 +183,8 @@ def submit_build(app: Flask, upload: Upload, options: BuildOptions, by: Actor | 
     digest = upload_digest(upload, dockerfile)
     earlier = _stored_context(app, digest, limits)
     if earlier is not None:
-        return _record_build(app, options, dockerfile, earlier, by=by, on_record=on_record)
+        return _record_build(app, options, dockerfile, earlier, by=by, on_record=on_record, checked=checked)
+    checked.result()
     archive = upload.archive_path()
     if archive is None and upload.dockerfile_text is None:
         raise Conflict(
@@ -363,7 +363,8 @@ def secret_digest(app: Flask, value: str) -> str:
 
 
 def _record_build(app: Flask, options: BuildOptions, dockerfile: str, ctx: StoredContext,
-                  rebuild_of: int | None = None, by: Actor | None = None, on_record: OnRecord | None = None) -> Build:
+                  rebuild_of: int | None = None, by: Actor | None = None, on_record: OnRecord | None = None,
+                  checked: Precheck | None = None) -> Build:
     runner: BuildRunner = app.extensions["layerdeck.runner"]
     builder = choose_builder(app, options.builder)
     check_dockerfile(ctx.dockerfile_text, builder)
@@ -408,6 +409,8 @@ def _record_build(app: Flask, options: BuildOptions, dockerfile: str, ctx: Store
         if on_record is not None:
             on_record(build)
         build_id = build.id
+        if checked is not None:
+            checked.result()  # before the engine or the database sees the build
         if handed:
             # The worker starts the engine while the row is committed; it writes nothing until it is.
             job = Job.of(app, build, handover=Handover())
