@@ -7,9 +7,12 @@ workers (or a cancel racing a claim) can never both own a build.
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import dataclasses
 import hashlib
+import heapq
 import hmac
+import itertools
 import json
 import logging
 import os
@@ -137,27 +140,26 @@ def precheck(app: Flask, options: BuildOptions, by: Actor) -> None:
     check_tag_policy(app, options.tag, by)
 
 
+# Threads for the side work of a build (its prechecks, what its worker needs besides the stream), kept
+# between builds: starting a thread waits for it to run, which on a busy two-core machine cost milliseconds
+# on each build's way to the engine.
+SIDE_WORK = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="layerdeck-side")
+
+
 class Precheck:
     """The checks of a build that need only its options (the engine answers, the tag may be written), run on
     a side thread while the request's body is still arriving. result() raises what they raised."""
 
     def __init__(self, app: Flask, options: BuildOptions, by: Actor) -> None:
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._check, args=(app, options, by), name="layerdeck-precheck",
-                                        daemon=True)
-        self._thread.start()
+        self._future = SIDE_WORK.submit(self._check, app, options, by)
 
-    def _check(self, app: Flask, options: BuildOptions, by: Actor) -> None:
-        try:
-            with app.app_context():
-                precheck(app, options, by)
-        except BaseException as exc:
-            self._error = exc
+    @staticmethod
+    def _check(app: Flask, options: BuildOptions, by: Actor) -> None:
+        with app.app_context():
+            precheck(app, options, by)
 
     def result(self) -> None:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
+        self._future.result()
 
 
 def submit_build(app: Flask, upload: Upload, options: BuildOptions, by: Actor | None = None,
@@ -462,10 +464,15 @@ class _Active:
         self.stream: Any = None
         self.reason: str | None = None  # why it was stopped: cancelled | timed_out | interrupted
         self._on_stop = on_stop  # BuildKit: POST /build/cancel before the stream is closed
+        self.finished = False  # its stream is done with: nothing left to stop
+
+    def finish(self) -> None:
+        with self.lock:
+            self.finished = True
 
     def stop(self, reason: str) -> None:
         with self.lock:
-            if self.reason is not None:
+            if self.reason is not None or self.finished:
                 return
             self.reason = reason
             stream = self.stream
@@ -488,6 +495,33 @@ class _Active:
         stream.close()
 
 
+class _Deadlines:
+    """Stops builds that run past the time limit: one thread for all of them (a timer thread per build
+    cost a thread start on each build's way to the engine)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, _Active]] = []
+        self._order = itertools.count()  # ties in time go by order of adding
+        self._thread: threading.Thread | None = None
+
+    def add(self, when: float, active: _Active) -> None:
+        with self._cond:
+            heapq.heappush(self._heap, (when, next(self._order), active))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="layerdeck-deadlines", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._heap or self._heap[0][0] > time.monotonic():
+                    self._cond.wait(timeout=self._heap[0][0] - time.monotonic() if self._heap else None)
+                _, _, active = heapq.heappop(self._heap)
+            active.stop("timed_out")  # nothing happens to a build that has finished
+
+
 class _Prepared:
     """What a running build needs besides its stream (the earlier build its misses are explained against,
     the image ids of its FROM references, and what its cached steps are credited with), read on a side
@@ -495,33 +529,22 @@ class _Prepared:
     time."""
 
     def __init__(self, runner: BuildRunner, job: Job) -> None:
-        self._done = threading.Event()
-        self._value: tuple[MissExplainer, dict[tuple[int, str], float]] | None = None
-        self._error: BaseException | None = None
-        threading.Thread(target=self._read, args=(runner, job), name=f"layerdeck-prepare-{job.build_id}",
-                         daemon=True).start()
+        self._future = SIDE_WORK.submit(self._read, runner, job)
 
-    def _read(self, runner: BuildRunner, job: Job) -> None:
-        build_id = job.build_id
-        try:
-            if not job.wait_recorded():
-                raise LayerdeckError("The build was never recorded.")
-            with runner.app.app_context():
-                build = db.session.get(Build, build_id)
-                assert build is not None
-                self._value = (runner._explainer(build), step_credits(build))
-                db.session.rollback()
-        except BaseException as exc:  # raised again in the worker, where build errors are handled
-            self._error = exc
-        finally:
-            self._done.set()
+    @staticmethod
+    def _read(runner: BuildRunner, job: Job) -> tuple[MissExplainer, dict[tuple[int, str], float]]:
+        if not job.wait_recorded():
+            raise LayerdeckError("The build was never recorded.")
+        with runner.app.app_context():
+            build = db.session.get(Build, job.build_id)
+            assert build is not None
+            value = (runner._explainer(build), step_credits(build))
+            db.session.rollback()
+            return value
 
     def get(self) -> tuple[MissExplainer, dict[tuple[int, str], float]]:
-        self._done.wait()
-        if self._error is not None:
-            raise self._error
-        assert self._value is not None
-        return self._value
+        """What was read; raises what reading raised, in the worker, where build errors are handled."""
+        return self._future.result()
 
 
 @dataclass(frozen=True)
@@ -599,6 +622,7 @@ class BuildRunner:
         self._label_step = f"LABEL layerdeck.instance={app.config['INSTANCE_ID']}"
         self._hidden: dict[int, set[int]] = {}  # per build: step numbers of the classic builder's label step
         self._threads: list[threading.Thread] = []
+        self._deadlines = _Deadlines()
         # Secret build args by build id, from submission until the build starts: never in the database.
         self.secrets: dict[int, dict[str, str]] = {}
 
@@ -753,14 +777,12 @@ class BuildRunner:
             self.journal.status(build_id)  # now running: every viewer's header changes
         prepared = _Prepared(self, job)  # read while the engine takes the context in
         active = self._activate(job)
-        timer = threading.Timer(self.timeout, active.stop, args=("timed_out",))
-        timer.daemon = True
-        timer.start()
+        self._deadlines.add(time.monotonic() + self.timeout, active)
         steps: dict[int, dict[str, Any]] = {}  # each step as last reported, by index
         try:
             status, image_id, error = self._stream(job, request, active, prepared, steps)
         finally:
-            timer.cancel()
+            active.finish()
             self._hidden.pop(build_id, None)
             with self._active_lock:
                 self._active.pop(build_id, None)
