@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import Any
 
 from simple_websocket import ConnectionClosed
@@ -35,13 +35,20 @@ def stored_messages(event_model: Any, owner_column: Any, owner_id: int, after: i
     return [json.loads(r) for r in rows]
 
 
-def send_messages(ws: Any, hub: Hub, key: int, *, after: int, replay: Callable[[int, int], list[dict[str, Any]]],
-                  over: Callable[[], bool], allowed: Callable[[], bool] = lambda: True) -> None:
-    """Send messages after `after` until an `end` when `over()` says nothing more will come (a restarted
-    container goes on after its `end`), or until the viewer leaves.
+class Revoked(Exception):
+    """The viewer's session or token is gone (signed out, disabled, revoked) while it was following."""
+
+
+IDLE = None  # what follow() yields when nothing came for a second: the caller may look at its client
+
+
+def follow(hub: Hub, key: int, *, after: int, replay: Callable[[int, int], list[dict[str, Any]]],
+           over: Callable[[], bool], allowed: Callable[[], bool] = lambda: True) -> Generator[dict[str, Any] | None]:
+    """Every message after `after`, in order, without gaps or repeats, until an `end` when `over()` says
+    nothing more will come (a restarted container goes on after its `end`); IDLE after each quiet second.
 
     replay(after, limit) reads stored messages; over() asks whether the owner has finished; allowed() whether
-    the viewer may still watch (asked every RECHECK_S; when not, the socket closes with 1008)."""
+    the viewer may still watch (asked every RECHECK_S; when not, Revoked is raised)."""
     sub = hub.subscribe(key)
     last, last_type = after, None
     checked = time.monotonic()
@@ -50,7 +57,7 @@ def send_messages(ws: Any, hub: Hub, key: int, *, after: int, replay: Callable[[
             while True:
                 batch = replay(last, REPLAY_BATCH)
                 for message in batch:
-                    ws.send(json.dumps(message))
+                    yield message
                     last, last_type = message["seq"], message["type"]
                 if len(batch) < REPLAY_BATCH:
                     break
@@ -62,24 +69,40 @@ def send_messages(ws: Any, hub: Hub, key: int, *, after: int, replay: Callable[[
             while not sub.overflowed:
                 if time.monotonic() - checked > RECHECK_S:
                     if not allowed():
-                        ws.close(reason=1008, message="signed out")
-                        return
+                        raise Revoked
                     checked = time.monotonic()
                 live = sub.get(timeout=1.0)
                 if live is None:
-                    if not ws.connected:
-                        return
+                    yield IDLE
                     continue
                 if live["seq"] <= last:
                     continue
                 if live["seq"] != last + 1:
                     break  # a gap can only mean a lost backlog: replay from the database
-                ws.send(json.dumps(live))
+                yield live
                 last, last_type = live["seq"], live["type"]
                 if last_type == "end" and over():
                     return
             sub.drain_overflow()
+    finally:
+        hub.unsubscribe(sub)
+
+
+def send_messages(ws: Any, hub: Hub, key: int, *, after: int, replay: Callable[[int, int], list[dict[str, Any]]],
+                  over: Callable[[], bool], allowed: Callable[[], bool] = lambda: True) -> None:
+    """follow() onto a websocket, until the end or until the viewer leaves; a viewer no longer allowed to
+    watch is closed with 1008."""
+    messages = follow(hub, key, after=after, replay=replay, over=over, allowed=allowed)
+    try:
+        for message in messages:
+            if message is IDLE:
+                if not ws.connected:
+                    return
+                continue
+            ws.send(json.dumps(message))
+    except Revoked:
+        ws.close(reason=1008, message="signed out")
     except ConnectionClosed:
         pass
     finally:
-        hub.unsubscribe(sub)
+        messages.close()

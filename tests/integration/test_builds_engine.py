@@ -413,3 +413,26 @@ def test_builds_reach_an_engine_over_tcp_too(make_app: Any, base_image: str, bui
     assert refused["status"] == "failed" and "no-such-stage" in refused["error"]
     if builder == "classic":
         assert refused["error"].startswith("The Docker engine refused the build: ")
+
+
+def test_a_script_can_build_and_follow_the_build_in_one_request(app: Any, client: FlaskClient, base_image: str,
+                                                                builder: str) -> None:
+    dockerfile = f"FROM {base_image}\nRUN echo followed {id(client)} {builder}\nRUN echo second\n"
+    response = client.post("/api/v1/builds", data=tar_bytes({"Dockerfile": dockerfile}),
+                           content_type="application/x-tar", query_string={"follow": "1", "builder": builder})
+    assert response.status_code == 202 and response.mimetype == "application/x-ndjson"
+    lines = [json.loads(line) for line in response.get_data(as_text=True).splitlines() if line]
+    reply, messages = lines[0], lines[1:]
+    assert reply["status"] == "running" and reply["ws_url"] == f"/ws/builds/{reply['id']}"
+    # Exactly what its websocket replays: every message in order, ending with the end.
+    assert [m["seq"] for m in messages] == list(range(1, len(messages) + 1))
+    assert messages[-1] == {"type": "end", "seq": len(messages), "status": "succeeded"}
+    assert any(m["type"] == "log" and f"followed {id(client)}" in m["text"] for m in messages)
+    app.extensions["layerdeck.journal"].sync()
+    with app.app_context():
+        stored = [e.message() for e in db.session.scalars(
+            select(BuildEvent).where(BuildEvent.build_id == reply["id"]).order_by(BuildEvent.seq))]
+    assert messages == stored
+    bad = client.post("/api/v1/builds", data=tar_bytes({"Dockerfile": dockerfile}),
+                      content_type="application/x-tar", query_string={"follow": "perhaps"})
+    assert bad.status_code == 400 and bad.get_json()["error"]["code"] == "invalid_option"

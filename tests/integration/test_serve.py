@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import socket
@@ -107,6 +108,14 @@ def test_a_fresh_install_prints_a_setup_link_then_serves_a_signed_in_team(tmp_pa
         assert build["context"]["bytes"] == len(blob) + len(dockerfile)
         log = script.get(url + build["log_url"], timeout=5).text
         assert hashlib.md5(blob).hexdigest() in log
+
+        # The same build again, followed in the response: gunicorn streams the messages as they come.
+        with script.post(url + "/api/v1/builds?follow=1", data=tar_bytes({"Dockerfile": dockerfile, "blob.bin": blob}),
+                         headers={"Content-Type": "application/x-tar"}, timeout=60, stream=True) as followed:
+            lines = [json.loads(line) for line in followed.iter_lines() if line]
+        assert followed.status_code == 202
+        assert lines[-1] == {"type": "end", "seq": len(lines) - 1, "status": "succeeded"}
+        assert any(m["type"] == "step" and m["step"]["cached"] for m in lines[1:])
     finally:
         proc.terminate()
         proc.wait(timeout=30)

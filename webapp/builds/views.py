@@ -23,7 +23,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from webapp.auth import audit
 from webapp.auth.access import Level, access
-from webapp.auth.gate import require_identity, require_owner
+from webapp.auth.gate import require_identity, require_owner, viewer_still_allowed
 from webapp.builds import edits, service
 from webapp.builds.advice import advise
 from webapp.builds.dockerignore import DockerIgnore, DockerIgnoreError
@@ -41,6 +41,7 @@ from webapp.errors import BadRequest, Conflict, NotFound
 from webapp.extensions import db
 from webapp.models import Build, BuildEvent, Run
 from webapp.paging import newest_first
+from webapp.streaming import IDLE, Revoked, follow, stored_messages
 from webapp.uploads import SpooledUpload
 
 bp = Blueprint("builds", __name__)
@@ -135,6 +136,7 @@ RAW_ARCHIVE_TYPES = ("application/x-tar", "application/tar", "application/gzip",
 @access(Level.BUILD)
 def create_build() -> tuple[Response, int]:
     app = current_app._get_current_object()  # type: ignore[attr-defined]
+    follow = parse_bool(request.args.get("follow"), "follow")
     if request.args.get("context_digest") and not request.content_length:
         # Digest first: a script that rebuilds the same archive names it by its sha256 and sends no body;
         # 409 context_unknown tells it to send the archive after all.
@@ -157,7 +159,42 @@ def create_build() -> tuple[Response, int]:
     urls = build_urls(build.id)
     reply = {"id": build.id, "status": build.status, "url": urls["url"], "api_url": urls["api_url"],
              "ws_url": urls["ws_url"]}
+    if follow:
+        return following(build.id, reply), 202
     return jsonify(reply), 202
+
+
+# A following response says something at least this often, so proxies keep a quiet build's response open.
+KEEPALIVE_S = 15
+
+
+def following(build_id: int, reply: dict[str, object]) -> Response:
+    """`?follow=1`: the reply, then the build's messages (as its websocket sends them), one JSON object a
+    line, until its `end`: a script builds and watches in one request, as the engine's own /build does."""
+    hub = current_app.extensions["layerdeck.hub"]
+    allowed = viewer_still_allowed()
+
+    def lines() -> Iterator[str]:
+        yield json.dumps(reply) + "\n"
+        quiet = 0
+        messages = follow(hub, build_id, after=0, allowed=allowed, over=lambda: True,
+                          replay=lambda seq, limit: stored_messages(BuildEvent, BuildEvent.build_id, build_id, seq,
+                                                                    limit))
+        try:
+            for message in messages:
+                if message is IDLE:
+                    quiet += 1
+                    if quiet % KEEPALIVE_S == 0:
+                        yield "\n"
+                    continue
+                quiet = 0
+                yield json.dumps(message) + "\n"
+        except Revoked:
+            yield json.dumps({"type": "error", "seq": 0, "message": "Your session or token ended."}) + "\n"
+        finally:
+            messages.close()
+
+    return Response(stream_with_context(lines()), mimetype="application/x-ndjson")
 
 
 MAX_PREVIEW_DOCKERFILE = 1024**2
