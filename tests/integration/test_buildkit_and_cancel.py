@@ -29,6 +29,16 @@ def sleeping(base_image: str, marker: str) -> bytes:
     return tar_bytes({"Dockerfile": f"FROM {base_image}\nRUN echo {marker}; echo started; sleep 30; echo never\n"})
 
 
+def containers_left(docker_client: docker.DockerClient, before: set[str], timeout: float = 20) -> set[str]:
+    """Containers made since `before` that are still there after waiting up to `timeout` for them to go."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = {c.id for c in docker_client.containers.list(all=True, sparse=True)} - before
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.5)
+
+
 def wait_for_running_step(client: FlaskClient, build_id: int, timeout: float = 60) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -59,13 +69,7 @@ def test_cancel_stops_a_running_build_and_leaves_nothing_running(
     assert "started" in client.get(f"/api/v1/builds/{build_id}/log").get_data(as_text=True)  # log so far kept
     assert client.post(f"/api/v1/builds/{build_id}/cancel").status_code == 409
     # The engine stops the step's container and removes it (the classic builder within its own stop timeout).
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        left = {c.id for c in docker_client.containers.list(all=True, sparse=True)} - before
-        if not left:
-            break
-        time.sleep(0.5)
-    assert left == set()
+    assert containers_left(docker_client, before) == set()
 
 
 def test_a_queued_build_simply_leaves_the_queue(make_app: Any, base_image: str) -> None:
@@ -266,10 +270,4 @@ def test_a_build_whose_row_fails_to_commit_after_the_handover_leaves_nothing(
     # The engine's build of it was stopped: no image took the tag, no step container is left.
     with pytest.raises(docker.errors.ImageNotFound):
         docker_client.images.get(tag)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        left = {c.id for c in docker_client.containers.list(all=True, sparse=True)} - before
-        if not left:
-            break
-        time.sleep(0.5)
-    assert left == set()
+    assert containers_left(docker_client, before) == set()
