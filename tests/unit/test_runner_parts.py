@@ -29,6 +29,19 @@ def test_deadlines_stop_running_builds_in_time_order_and_leave_finished_ones_alo
     assert late.reason is None  # not yet
     assert wait_until(lambda: late.reason == "timed_out")
     assert finished.reason is None
+    assert wait_until(lambda: deadlines._thread is None)  # nothing left to watch: its thread ends
+
+
+def test_a_finished_build_is_forgotten_at_once() -> None:
+    deadlines = _Deadlines()
+    active = _Active()
+    deadlines.add(time.monotonic() + 3600, active)
+    thread = deadlines._thread
+    assert thread is not None and thread.is_alive()
+    active.finish()
+    deadlines.done()
+    thread.join(timeout=5)
+    assert not thread.is_alive() and active.reason is None
 
 
 def test_a_handover_tells_the_worker_whether_the_build_was_recorded() -> None:

@@ -497,7 +497,8 @@ class _Active:
 
 class _Deadlines:
     """Stops builds that run past the time limit: one thread for all of them (a timer thread per build
-    cost a thread start on each build's way to the engine)."""
+    cost a thread start on each build's way to the engine). The thread lives while some build it watches
+    is still running."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
@@ -513,13 +514,26 @@ class _Deadlines:
                 self._thread.start()
             self._cond.notify()
 
+    def done(self) -> None:
+        """A watched build has finished: forget it (and end the thread when none is left)."""
+        with self._cond:
+            self._cond.notify()
+
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._heap or self._heap[0][0] > time.monotonic():
-                    self._cond.wait(timeout=self._heap[0][0] - time.monotonic() if self._heap else None)
+                while True:
+                    self._heap = [entry for entry in self._heap if not entry[2].finished]
+                    heapq.heapify(self._heap)
+                    if not self._heap:
+                        self._thread = None
+                        return
+                    wait = self._heap[0][0] - time.monotonic()
+                    if wait <= 0:
+                        break
+                    self._cond.wait(timeout=wait)
                 _, _, active = heapq.heappop(self._heap)
-            active.stop("timed_out")  # nothing happens to a build that has finished
+            active.stop("timed_out")
 
 
 class _Prepared:
@@ -783,6 +797,7 @@ class BuildRunner:
             status, image_id, error = self._stream(job, request, active, prepared, steps)
         finally:
             active.finish()
+            self._deadlines.done()
             self._hidden.pop(build_id, None)
             with self._active_lock:
                 self._active.pop(build_id, None)
