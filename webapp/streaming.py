@@ -88,11 +88,9 @@ def follow(hub: Hub, key: int, *, after: int, replay: Callable[[int, int], list[
         hub.unsubscribe(sub)
 
 
-def send_messages(ws: Any, hub: Hub, key: int, *, after: int, replay: Callable[[int, int], list[dict[str, Any]]],
-                  over: Callable[[], bool], allowed: Callable[[], bool] = lambda: True) -> None:
-    """follow() onto a websocket, until the end or until the viewer leaves; a viewer no longer allowed to
-    watch is closed with 1008."""
-    messages = follow(hub, key, after=after, replay=replay, over=over, allowed=allowed)
+def send_messages(ws: Any, messages: Generator[dict[str, Any] | None]) -> None:
+    """What follow() gives, onto a websocket, until the end or until the viewer leaves; a viewer no longer
+    allowed to watch is closed with 1008."""
     try:
         for message in messages:
             if message is IDLE:

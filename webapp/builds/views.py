@@ -23,7 +23,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from webapp.auth import audit
 from webapp.auth.access import Level, access
-from webapp.auth.gate import require_identity, require_owner, viewer_still_allowed
+from webapp.auth.gate import require_identity, require_owner
 from webapp.builds import edits, service
 from webapp.builds.advice import advise
 from webapp.builds.dockerignore import DockerIgnore, DockerIgnoreError
@@ -37,11 +37,12 @@ from webapp.builds.options import (
     validate_target,
 )
 from webapp.builds.present import build_to_dict, build_urls
+from webapp.builds.ws import build_messages
 from webapp.errors import BadRequest, Conflict, NotFound
 from webapp.extensions import db
 from webapp.models import Build, BuildEvent, Run
 from webapp.paging import newest_first
-from webapp.streaming import IDLE, Revoked, follow, stored_messages
+from webapp.streaming import IDLE, Revoked
 from webapp.uploads import SpooledUpload
 
 bp = Blueprint("builds", __name__)
@@ -171,15 +172,11 @@ KEEPALIVE_S = 15
 def following(build_id: int, reply: dict[str, object]) -> Response:
     """`?follow=1`: the reply, then the build's messages (as its websocket sends them), one JSON object a
     line, until its `end`: a script builds and watches in one request, as the engine's own /build does."""
-    hub = current_app.extensions["layerdeck.hub"]
-    allowed = viewer_still_allowed()
+    messages = build_messages(build_id, after=0)
 
     def lines() -> Iterator[str]:
         yield json.dumps(reply) + "\n"
         quiet = 0
-        messages = follow(hub, build_id, after=0, allowed=allowed, over=lambda: True,
-                          replay=lambda seq, limit: stored_messages(BuildEvent, BuildEvent.build_id, build_id, seq,
-                                                                    limit))
         try:
             for message in messages:
                 if message is IDLE:

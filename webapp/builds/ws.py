@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Generator
 from typing import Any
 
 from flask import Blueprint, current_app, request
@@ -13,7 +14,7 @@ from webapp.auth.gate import viewer_still_allowed
 from webapp.broadcast import Hub
 from webapp.extensions import db, sock
 from webapp.models import Build, BuildEvent
-from webapp.streaming import send_messages, stored_messages
+from webapp.streaming import follow, send_messages, stored_messages
 
 bp = Blueprint("builds_ws", __name__)
 
@@ -31,10 +32,14 @@ def build_socket(ws: Any, build_id: int) -> None:
         ws.send(json.dumps({"type": "error", "seq": 0, "message": f"There is no build #{build_id}."}))
         ws.close(reason=1008, message="no such build")
         return
+    send_messages(ws, build_messages(build_id, after))
+
+
+def build_messages(build_id: int, after: int) -> Generator[dict[str, Any] | None]:
+    """A build's messages after seq `after`, stored then live, until its `end` (streaming.follow), for as
+    long as the caller may watch: its websocket and a `?follow=1` response alike."""
     hub: Hub = current_app.extensions["layerdeck.hub"]
-    send_messages(
-        ws, hub, build_id, after=after,
-        replay=lambda seq, limit: stored_messages(BuildEvent, BuildEvent.build_id, build_id, seq, limit),
-        over=lambda: True,  # a build's `end` is its last message
-        allowed=viewer_still_allowed(),
-    )
+    return follow(hub, build_id, after=after,
+                  replay=lambda seq, limit: stored_messages(BuildEvent, BuildEvent.build_id, build_id, seq, limit),
+                  over=lambda: True,  # a build's `end` is its last message
+                  allowed=viewer_still_allowed())

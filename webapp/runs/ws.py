@@ -16,7 +16,7 @@ from webapp.errors import NotFound
 from webapp.extensions import db, sock
 from webapp.models import RunEvent, RunStatus
 from webapp.runs import service
-from webapp.streaming import send_messages, stored_messages
+from webapp.streaming import follow, send_messages, stored_messages
 
 bp = Blueprint("runs_ws", __name__)
 
@@ -50,9 +50,6 @@ def run_socket(ws: Any, ref: str) -> None:
         after = max(newest - FIRST_LINES, 0)
     db.session.rollback()
     hub: Hub = current_app.extensions["layerdeck.run_hub"]
-    send_messages(
-        ws, hub, run_id, after=after,
-        replay=lambda seq, limit: stored_messages(RunEvent, RunEvent.run_id, run_id, seq, limit),
-        over=lambda: _stopped(run_id),
-        allowed=viewer_still_allowed(),
-    )
+    send_messages(ws, follow(hub, run_id, after=after,
+                             replay=lambda seq, limit: stored_messages(RunEvent, RunEvent.run_id, run_id, seq, limit),
+                             over=lambda: _stopped(run_id), allowed=viewer_still_allowed()))
