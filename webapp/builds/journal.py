@@ -59,8 +59,7 @@ class BuildJournal(Journal):
 
     def snapshot(self, owner: Any) -> dict[str, Any]:
         steps = self._steps.get(owner.id)
-        if steps is None:  # no step of it has passed through here: read them
-            db.session.expire(owner, ["steps"])
+        if steps is None:  # no step of it has passed through here (none written below the ORM): read them
             return build_to_dict(owner, steps=False)
         return build_to_dict(owner, steps=False, cached=(s["cached"] for s in steps.values()))
 
@@ -97,7 +96,7 @@ class BuildJournal(Journal):
         if not self._unwritten:
             return
         new = [self._steps[b][i] for (b, i), is_new in self._unwritten.items() if is_new]
-        changed = [{"b_id": self._steps[b][i]["build_id"], "b_index": i, **self._steps[b][i]}
+        changed = [{"b_id": b, "b_index": i, **self._steps[b][i]}
                    for (b, i), is_new in self._unwritten.items() if not is_new]
         self._unwritten.clear()
         table = Step.__table__

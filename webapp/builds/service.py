@@ -1,7 +1,8 @@
 """Builds: accepting them, the bounded worker pool that runs them, and settling them after a restart.
 
-A worker claims the oldest queued build with a conditional UPDATE whose row count it checks, so two
-workers (or a cancel racing a claim) can never both own a build.
+A build submitted while a worker is idle is recorded `running` and handed to that worker in memory
+(`Job`, `Handover`); otherwise it is queued, and a worker claims the oldest queued build with a conditional
+UPDATE whose row count it checks, so two workers (or a cancel racing a claim) can never both own a build.
 """
 
 from __future__ import annotations
@@ -164,7 +165,8 @@ class Precheck:
 
 def submit_build(app: Flask, upload: Upload, options: BuildOptions, by: Actor | None = None,
                  on_record: OnRecord | None = None, checked: Precheck | None = None) -> Build:
-    """Check the engine, turn the upload into a clean context tar, then record the build as queued.
+    """Check the engine and the tag, turn the upload into a clean context tar, then record the build (running
+    on a free worker, or queued).
 
     The same bytes uploaded again (the everyday case: build, change nothing or just a setting, build
     again) reuse the context the first upload was cleaned into instead of unpacking it once more.
@@ -386,7 +388,7 @@ def _record_build(app: Flask, options: BuildOptions, dockerfile: str, ctx: Store
     db.session.add(build)
     final: Path | None = None
     held: int | None = None
-    job: Job | None = None
+    handover: Handover | None = None
     # A worker with nothing to do takes the build straight from here: it is recorded as running and handed
     # over in memory, with no queue and no claim to pass through. With every worker busy, it is queued.
     handed = runner.reserve()
@@ -415,13 +417,13 @@ def _record_build(app: Flask, options: BuildOptions, dockerfile: str, ctx: Store
             checked.result()  # before the engine or the database sees the build
         if handed:
             # The worker starts the engine while the row is committed; it writes nothing until it is.
-            job = Job.of(app, build, handover=Handover())
-            runner.hand(job)
+            handover = Handover()
+            runner.hand(Job.of(app, build, handover=handover))
         db.session.commit()
     except BaseException:
         db.session.rollback()
-        if job is not None and job.handover is not None:
-            job.handover.abandon()  # the worker stops the engine and frees its slot
+        if handover is not None:
+            handover.abandon()  # the worker stops the engine and frees its slot
         elif handed:
             runner.release()
         if held is not None:
@@ -430,10 +432,10 @@ def _record_build(app: Flask, options: BuildOptions, dockerfile: str, ctx: Store
             final.unlink(missing_ok=True)
             manifest_path(final).unlink(missing_ok=True)
         raise
-    if job is not None and job.handover is not None:
-        job.handover.recorded()
+    if handover is not None:
+        handover.recorded()
     app.extensions["layerdeck.hub"].publish(build_id, [first])
-    if job is None:
+    if not handed:
         runner.wake()
     return build
 
@@ -708,6 +710,8 @@ class BuildRunner:
                 self._run(taken if isinstance(taken, Job) else self._job_of(build_id))
             except Exception as exc:  # never leave a build hanging in `running`
                 log.exception("build %s crashed", build_id)
+                if isinstance(taken, Job) and not taken.wait_recorded():
+                    continue  # never recorded: nothing to say (the finally below still frees the worker)
                 self.journal.status(build_id, status=BuildStatus.FAILED, finished_at=time.time(),
                                     error=f"Layerdeck failed while running this build: {exc}")
                 self.journal.end(build_id)
@@ -780,6 +784,8 @@ class BuildRunner:
         secrets = self.secrets.pop(build_id, {})
         missing = sorted(set(job.secret_names) - set(secrets))
         if missing:  # cannot happen in one process; refuse rather than build with the mask as the value
+            if not job.wait_recorded():
+                return
             self.journal.status(build_id, status=BuildStatus.FAILED, finished_at=time.time(),
                                 error=f"The values of its secret build args ({', '.join(missing)}) are gone; "
                                       "start the build again.")
