@@ -19,11 +19,12 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import docker
 import requests
 from docker.transport import UnixHTTPAdapter
+from docker.utils import parse_repository_tag
 
 from webapp.errors import EngineUnavailable, LayerdeckError
 
@@ -254,6 +255,41 @@ class Engine:
         with contextlib.suppress(requests.RequestException):
             client._post(client._url("/build/cancel"), params={"id": build_id}, timeout=QUICK_TIMEOUT).close()
 
+    def tag_image(self, image: str, tag: str) -> None:
+        """Give an image a name (`repository[:tag]`, `latest` when none is given), as `docker tag` does."""
+        repository, version = parse_repository_tag(tag)
+        query = urlencode({"repo": repository, "tag": version or "latest"})
+        answer = self._plain("POST", f"/images/{quote(image, safe=':')}/tag?{query}")
+        if answer is None:
+            try:
+                self._call(self.client().tag, image, repository, version or "latest")
+            except docker.errors.NotFound as exc:
+                raise EngineError(f"The engine has no image {image}.") from exc
+            return
+        status, text = answer
+        if status >= 400:
+            raise EngineError(_message_of(text, status))
+
+    def _plain(self, method: str, path: str) -> tuple[int, str] | None:
+        """A small request on a connection of our own (None when the engine is reached over TLS or ssh):
+        what a build asks on its way costs a millisecond rather than the several the client's requests
+        stack takes on a busy machine, time the engine itself would have had."""
+        client = self.client()
+        connection = _plain_connection(client)
+        if connection is None:
+            return None
+        try:
+            connection.request(method, f"/v{client.api_version}{path}")
+            response = connection.getresponse()
+            text = response.read().decode("utf-8", "replace")
+        except (OSError, http.client.HTTPException) as exc:
+            self._forget()
+            raise EngineUnavailable(describe_unreachable(exc)) from exc
+        finally:
+            connection.close()
+        self._answered = time.monotonic()
+        return response.status, text
+
     def supports_buildkit(self) -> bool:
         """BuildKit answers `POST /build?version=2` on Linux engines from API 1.39 (Docker 18.09) on."""
         # Asked on every submit: an engine does not change version under us often, so keep the answer
@@ -286,11 +322,20 @@ class Engine:
         return result
 
     def inspect_image(self, ref: str) -> dict[str, Any] | None:
-        try:
-            info: dict[str, Any] = self._call(self.client().inspect_image, ref)
-        except docker.errors.NotFound:
+        answer = self._plain("GET", f"/images/{quote(ref, safe=':@/')}/json")
+        if answer is None:
+            try:
+                info: dict[str, Any] = self._call(self.client().inspect_image, ref)
+            except docker.errors.NotFound:
+                return None
+            return info
+        status, text = answer
+        if status == 404:
             return None
-        return info
+        if status >= 400:
+            raise EngineError(_message_of(text, status))
+        found: dict[str, Any] = json.loads(text)
+        return found
 
     def run_container(self, spec: ContainerSpec) -> str:
         """Create and start a container from settings the server chose; a container that cannot start is

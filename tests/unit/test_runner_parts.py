@@ -1,11 +1,16 @@
-"""Pieces of the build runner that need no engine: the deadline keeper and the handover of a build."""
+"""Pieces of the build runner that need no engine: the deadline keeper, the handover of a build, and the
+engine build started while an upload arrives."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
+from pathlib import Path
+from typing import Any
 
-from webapp.builds.service import Handover, _Active, _Deadlines
+from webapp.builds.service import EarlyStart, Handover, StoredContext, UploadSizes, _Active, _Deadlines
+from webapp.engine import BuildRequest, EngineError
 
 
 def wait_until(condition: object, timeout: float = 5.0) -> bool:
@@ -56,3 +61,100 @@ def test_a_handover_tells_the_worker_whether_the_build_was_recorded() -> None:
     for waiter in waiters:
         waiter.join(timeout=5)
     assert answers == {"kept": True, "dropped": False}
+
+
+class FakeStream:
+    def __init__(self) -> None:
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeEngine:
+    def __init__(self, refuse: bool = False) -> None:
+        self.refuse = refuse
+        self.stream = FakeStream()
+        self.cancelled: list[str] = []
+
+    def start_build(self, request: BuildRequest) -> FakeStream:
+        if self.refuse:
+            raise EngineError("no such image")
+        return self.stream
+
+    def cancel_build(self, build_id: str) -> None:
+        self.cancelled.append(build_id)
+
+
+class FakeRunner:
+    def __init__(self, engine: FakeEngine) -> None:
+        self.engine = engine
+        self.early_slots = threading.Semaphore(1)
+
+
+EARLY = BuildRequest(context=Path("/data/contexts/1.tar"), builder="buildkit", build_args={"V": "1"},
+                     labels={"layerdeck.instance": "x"}, build_id="layerdeck-x-early-1")
+
+
+def slot_free(runner: FakeRunner) -> bool:
+    if runner.early_slots.acquire(blocking=False):
+        runner.early_slots.release()
+        return True
+    return False
+
+
+def test_the_build_recorded_for_the_same_request_takes_the_early_engine_build_over_once() -> None:
+    engine = FakeEngine()
+    runner = FakeRunner(engine)
+    assert runner.early_slots.acquire(blocking=False)  # what _begin_early takes
+    early = EarlyStart(runner, EARLY, "digest")  # type: ignore[arg-type]
+    recorded = dataclasses.replace(EARLY, tag="app:1", build_id="layerdeck-x-7-abcd")  # its own tag and id
+    assert early.take(recorded)
+    assert early.stream() is engine.stream
+    assert not early.take(recorded)  # one build only
+    early.abandon()  # too late: the build that took it owns it now
+    assert slot_free(runner)  # the slot went with it: it counts as that build's now
+    time.sleep(0.05)
+    assert engine.cancelled == [] and not engine.stream.closed
+
+
+def test_an_early_build_asked_for_something_else_is_stopped_and_frees_its_slot() -> None:
+    engine = FakeEngine()
+    runner = FakeRunner(engine)
+    assert runner.early_slots.acquire(blocking=False)
+    early = EarlyStart(runner, EARLY, "digest")  # type: ignore[arg-type]
+    assert not early.take(dataclasses.replace(EARLY, build_args={"V": "2"}))
+    assert not early.take(dataclasses.replace(EARLY, context=Path("/data/contexts/2.tar")))
+    early.abandon()
+    assert wait_until(lambda: engine.stream.closed)
+    assert engine.cancelled == ["layerdeck-x-early-1"]
+    assert wait_until(lambda: slot_free(runner))
+    assert not early.take(EARLY)  # abandoned for good
+
+
+def test_an_early_build_the_engine_refused_frees_its_slot_without_a_cancel() -> None:
+    engine = FakeEngine(refuse=True)
+    runner = FakeRunner(engine)
+    assert runner.early_slots.acquire(blocking=False)
+    early = EarlyStart(runner, EARLY, "digest")  # type: ignore[arg-type]
+    early.abandon()
+    assert wait_until(lambda: slot_free(runner))
+    assert engine.cancelled == []
+
+
+def stored(name: str) -> StoredContext:
+    return StoredContext("tar", 1, 10, name, "FROM scratch\n", existing=f"contexts/{name}.tar")
+
+
+def test_upload_sizes_keep_the_latest_context_of_each_size_and_path() -> None:
+    sizes = UploadSizes(keep=2)
+    sizes.remember(100, stored("a"), "Dockerfile")
+    sizes.remember(100, stored("b"), "Dockerfile")  # the same size again: the latest wins
+    sizes.remember(100, stored("c"), "docker/Dockerfile")  # another Dockerfile path packs differently
+    got: Any = sizes.get(100, "Dockerfile")
+    assert got.digest == "b"
+    assert sizes.get(100, "docker/Dockerfile").digest == "c"  # type: ignore[union-attr]
+    assert sizes.get(200, "Dockerfile") is None
+    sizes.remember(300, stored("d"), "Dockerfile")  # keeps two: the least recently remembered goes
+    assert sizes.get(100, "Dockerfile") is None
+    assert sizes.get(300, "Dockerfile").digest == "d"  # type: ignore[union-attr]

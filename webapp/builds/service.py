@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 import dataclasses
 import hashlib
 import heapq
@@ -20,7 +21,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,7 @@ from webapp.builds.steps import (
     iter_documents,
 )
 from webapp.db import begin_write
-from webapp.engine import BuildRequest, Engine, EngineError
+from webapp.engine import BuildRequest, BuildStream, Engine, EngineError
 from webapp.errors import BadRequest, Conflict, EngineUnavailable, LayerdeckError, NotFound, TooLarge
 from webapp.extensions import db
 from webapp.models import Build, BuildEvent, BuildStatus, Step
@@ -164,12 +165,14 @@ class Precheck:
 
 
 def submit_build(app: Flask, upload: Upload, options: BuildOptions, by: Actor | None = None,
-                 on_record: OnRecord | None = None, checked: Precheck | None = None) -> Build:
+                 on_record: OnRecord | None = None, checked: Precheck | None = None,
+                 early: EarlyStart | None = None) -> Build:
     """Check the engine and the tag, turn the upload into a clean context tar, then record the build (running
     on a free worker, or queued).
 
     The same bytes uploaded again (the everyday case: build, change nothing or just a setting, build
-    again) reuse the context the first upload was cleaned into instead of unpacking it once more.
+    again) reuse the context the first upload was cleaned into instead of unpacking it once more; `early`
+    is the engine's build of that context, when it was started while the upload was still arriving.
     Nothing is written to the database until the context is known to be good, and the context file is
     removed again if the row cannot be written: a refused upload leaves nothing behind.
     """
@@ -185,9 +188,16 @@ def submit_build(app: Flask, upload: Upload, options: BuildOptions, by: Actor | 
             f"The upload is larger than the {limits.max_upload_bytes / 1024**2:g} MiB limit "
             "(LAYERDECK_MAX_UPLOAD_SIZE).", code="upload_too_large")
     digest = upload_digest(upload, dockerfile)
+    if early is not None and early.digest != digest:
+        early.abandon()  # other bytes of the same size: stop the engine at once
     earlier = _stored_context(app, digest, limits)
     if earlier is not None:
-        return _record_build(app, options, dockerfile, earlier, by=by, on_record=on_record, checked=checked)
+        build = _record_build(app, options, dockerfile, earlier, by=by, on_record=on_record, checked=checked,
+                              early=early)
+        _remember_upload(app, upload, build)
+        return build
+    if early is not None:
+        early.abandon()
     checked.result()
     archive = upload.archive_path()
     if archive is None and upload.dockerfile_text is None:
@@ -202,7 +212,9 @@ def submit_build(app: Flask, upload: Upload, options: BuildOptions, by: Actor | 
             info = context.pack_dockerfile_text(upload.dockerfile_text or "", tmp, dockerfile)
         source = "folder" if upload.from_folder and info.source == "tar" else info.source
         fresh = StoredContext(source, info.files, info.bytes, digest, info.dockerfile_text, fresh=tmp)
-        return _record_build(app, options, dockerfile, fresh, by=by, on_record=on_record)
+        build = _record_build(app, options, dockerfile, fresh, by=by, on_record=on_record)
+        _remember_upload(app, upload, build)
+        return build
     finally:
         tmp.unlink(missing_ok=True)
         manifest_path(tmp).unlink(missing_ok=True)
@@ -218,6 +230,145 @@ def _stored_context(app: Flask, digest: str, limits: context.Limits) -> StoredCo
         return None  # the caps were lowered since: unpack again so the refusal says why
     return StoredContext(earlier.context_source, earlier.context_files, earlier.context_bytes, digest,
                          earlier.dockerfile_text, existing=earlier.context_file)
+
+
+def _remember_upload(app: Flask, upload: Upload, build: Build) -> None:
+    if upload.spooled is not None:  # a raw body: its Content-Length is the archive's size
+        app.extensions["layerdeck.runner"].upload_sizes.remember(upload.spooled.size, _same_context(build),
+                                                                 build.dockerfile)
+
+
+# The largest re-upload the engine is started on before it has arrived: a wrong guess costs the engine
+# reading the stored context and a cached solve until the digest says it was wrong.
+EARLY_START_BYTES = 64 * 1024**2
+
+
+class UploadSizes:
+    """The contexts the latest raw archive uploads were stored as, by the upload's size and Dockerfile path
+    (all the packing depends on besides the bytes): an upload announcing one of these sizes is most likely
+    the same bytes again. Kept in memory, so the guess costs no query while the request waits."""
+
+    def __init__(self, keep: int = 256) -> None:
+        self._keep = keep
+        self._stored: collections.OrderedDict[tuple[int, str], StoredContext] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def remember(self, size: int, stored: StoredContext, dockerfile: str) -> None:
+        with self._lock:
+            self._stored[(size, dockerfile)] = stored
+            self._stored.move_to_end((size, dockerfile))
+            while len(self._stored) > self._keep:
+                self._stored.popitem(last=False)
+
+    def get(self, size: int, dockerfile: str) -> StoredContext | None:
+        with self._lock:
+            return self._stored.get((size, dockerfile))
+
+
+class EarlyStart:
+    """The engine's BuildKit build of a stored context, asked for while an upload of the same size is still
+    arriving. A re-upload of the same archive (the cache demo's everyday case) then overlaps the engine's
+    work with its own transfer instead of preceding it: when the upload's digest names that context and the
+    build recorded for it asks the engine for exactly this, its worker takes the engine's build over
+    (take()). It is started untagged, and the worker tags the image once it is built, so a wrong guess can
+    never move a tag. Anything else abandon()s it: the engine's build is stopped and nothing is kept."""
+
+    def __init__(self, runner: BuildRunner, request: BuildRequest, digest: str) -> None:
+        self.request = request
+        self.digest = digest
+        self._runner = runner
+        self._lock = threading.Lock()
+        self._state = "started"  # then taken, or abandoned
+        self._stream = SIDE_WORK.submit(runner.engine.start_build, request)
+
+    def take(self, request: BuildRequest) -> bool:
+        """Whether the worker of a build asking for `request` takes this engine build over (only once)."""
+        same = dataclasses.replace(request, tag=None, build_id=self.request.build_id) == self.request
+        with self._lock:
+            if self._state != "started" or not same:
+                return False
+            self._state = "taken"
+        self._runner.early_slots.release()  # from now on it counts as the worker's build
+        return True
+
+    def stream(self) -> BuildStream:
+        """The engine's response (for the worker that took it); raises what start_build raised."""
+        return self._stream.result()
+
+    def abandon(self) -> None:
+        """Stop the engine's build unless a worker took it; nothing of it is kept. Any thread, any time."""
+        with self._lock:
+            if self._state != "started":
+                return
+            self._state = "abandoned"
+        SIDE_WORK.submit(self._stop)
+
+    def _stop(self) -> None:
+        try:
+            stream = self._stream.result()
+        except Exception:  # the engine never started it
+            self._runner.early_slots.release()
+            return
+        try:
+            self._runner.engine.cancel_build(self.request.build_id or "")
+        finally:
+            stream.close()
+            self._runner.early_slots.release()
+
+
+@contextlib.contextmanager
+def early_start(app: Flask, options: BuildOptions, size: int | None) -> Iterator[EarlyStart | None]:
+    """Start the engine on the stored context an upload of `size` bytes most likely is, before it arrives;
+    yields None when there is none to guess or the build is not one to guess for (see EarlyStart). Whatever
+    was started and not taken by the end of the block is stopped."""
+    early = _begin_early(app, options, size)
+    try:
+        yield early
+    finally:
+        if early is not None:
+            early.abandon()
+
+
+def _begin_early(app: Flask, options: BuildOptions, size: int | None) -> EarlyStart | None:
+    # Only what a wrong guess cannot make expensive: a BuildKit build (stopped cleanly by /build/cancel)
+    # that may use the cache, pulls nothing and has no secret build arg values to send.
+    if (size is None or not 0 < size <= EARLY_START_BYTES or options.no_cache or options.pull
+            or any(is_secret_arg(name) for name in options.build_args)):
+        return None
+    runner: BuildRunner = app.extensions["layerdeck.runner"]
+    try:
+        dockerfile = context.normalise_dockerfile_path(options.dockerfile)
+        stored = runner.upload_sizes.get(size, dockerfile)
+        if stored is None or not stored.existing or choose_builder(app, options.builder) != "buildkit":
+            return None
+        limits = limits_for(app)
+        if (stored.files > limits.max_files or stored.bytes > limits.max_unpacked_bytes
+                or not data_path(app, stored.existing).is_file()):
+            return None
+        check_dockerfile(stored.dockerfile_text, "buildkit")
+    except LayerdeckError:
+        return None  # the upload itself will be refused, or built the ordinary way
+    if not runner.early_slots.acquire(blocking=False):
+        return None  # as many as the builds that may run at once are being guessed already
+    instance = app.config["INSTANCE_ID"]
+    request = build_request(app, context_file=stored.existing, builder="buildkit", tag=None,
+                            dockerfile=dockerfile, build_args=options.build_args, target=options.target,
+                            no_cache=False, pull=False,
+                            build_id=f"layerdeck-{instance[:12]}-early-{uuid.uuid4().hex[:12]}")
+    return EarlyStart(runner, request, stored.digest)
+
+
+def build_request(app: Flask, *, context_file: str, builder: str, tag: str | None, dockerfile: str,
+                  build_args: dict[str, str], target: str | None, no_cache: bool, pull: bool,
+                  build_id: str) -> BuildRequest:
+    """What the engine is asked for a build."""
+    return BuildRequest(
+        context=data_path(app, context_file), builder=builder, tag=tag, dockerfile=dockerfile,
+        build_args=build_args, target=target, no_cache=no_cache, pull=pull,
+        # One constant label: the classic builder turns each label into an extra LABEL step at the end,
+        # so a per-build value would rebuild that step, and change the image id, every time.
+        labels={"layerdeck.instance": app.config["INSTANCE_ID"]}, build_id=build_id,
+    )
 
 
 def rebuild(app: Flask, build_id: int, by: Actor | None = None, secrets: dict[str, str] | None = None,
@@ -368,7 +519,7 @@ def secret_digest(app: Flask, value: str) -> str:
 
 def _record_build(app: Flask, options: BuildOptions, dockerfile: str, ctx: StoredContext,
                   rebuild_of: int | None = None, by: Actor | None = None, on_record: OnRecord | None = None,
-                  checked: Precheck | None = None) -> Build:
+                  checked: Precheck | None = None, early: EarlyStart | None = None) -> Build:
     runner: BuildRunner = app.extensions["layerdeck.runner"]
     builder = choose_builder(app, options.builder)
     check_dockerfile(ctx.dockerfile_text, builder)
@@ -418,7 +569,10 @@ def _record_build(app: Flask, options: BuildOptions, dockerfile: str, ctx: Store
         if handed:
             # The worker starts the engine while the row is committed; it writes nothing until it is.
             handover = Handover()
-            runner.hand(Job.of(app, build, handover=handover))
+            job = Job.of(app, build, handover=handover)
+            if early is not None and early.take(job.request):
+                job = job.taking_over(early)  # the engine is already at it
+            runner.hand(job)
         db.session.commit()
     except BaseException:
         db.session.rollback()
@@ -574,21 +728,24 @@ class Job:
     secret_names: tuple[str, ...]
     announce: bool  # say `running` to viewers (a claimed build); a handed one was recorded running
     handover: Handover | None = None  # a build handed over before its row was committed
+    early: EarlyStart | None = None  # the engine's build, started before the upload had arrived
 
     @classmethod
     def of(cls, app: Flask, build: Build, *, announce: bool = False, handover: Handover | None = None) -> Job:
         instance = app.config["INSTANCE_ID"]
-        request = BuildRequest(
-            context=data_path(app, build.context_file), builder=build.builder, tag=build.tag,
+        request = build_request(
+            app, context_file=build.context_file, builder=build.builder, tag=build.tag,
             dockerfile=build.dockerfile, build_args=build.args(), target=build.target,
             no_cache=build.no_cache, pull=build.pull,
-            # One constant label: the classic builder turns each label into an extra LABEL step at the end,
-            # so a per-build value would rebuild that step, and change the image id, every time.
-            labels={"layerdeck.instance": instance},
             build_id=f"layerdeck-{instance[:12]}-{build.id}-{uuid.uuid4().hex[:8]}",
         )
         return cls(build.id, request, build.dockerfile_text or "", tuple(sorted(json.loads(build.secret_args or "{}"))),
                    announce, handover)
+
+    def taking_over(self, early: EarlyStart) -> Job:
+        """This job, running the engine build `early` started (a cancel stops that build)."""
+        return dataclasses.replace(self, request=dataclasses.replace(self.request, build_id=early.request.build_id),
+                                   early=early)
 
     def wait_recorded(self) -> bool:
         """Wait until the build's row is committed; False if it never will be (the build is then dropped)."""
@@ -641,6 +798,8 @@ class BuildRunner:
         self._deadlines = _Deadlines()
         # Secret build args by build id, from submission until the build starts: never in the database.
         self.secrets: dict[int, dict[str, str]] = {}
+        self.upload_sizes = UploadSizes()
+        self.early_slots = threading.Semaphore(self.size)  # EarlyStarts not yet taken or stopped
 
     def start(self) -> None:
         with self._wakeup:
@@ -826,10 +985,11 @@ class BuildRunner:
             parser = BuildKitParser(dockerfile=dockerfile_text or None)
         else:
             parser = ClassicParser()
-        if active.reason is not None:  # cancelled (or the server stopping) before the engine was asked
+        if active.reason is not None and job.early is None:  # stopped before the engine was asked
             return self._stopped(active.reason)
         try:
-            stream = self.engine.start_build(request)
+            # A build started early is the engine's already (a stop before now stops it at attach()).
+            stream = job.early.stream() if job.early is not None else self.engine.start_build(request)
         except EngineUnavailable as exc:
             return BuildStatus.FAILED, None, exc.message
         except EngineError as exc:
@@ -864,6 +1024,12 @@ class BuildRunner:
         assert result is not None
         if result.error:
             return BuildStatus.FAILED, None, explain_engine_error(result.error, pull=request.pull)
+        if job.early is not None and request.tag and result.image_id:
+            try:  # started untagged (see EarlyStart)
+                self.engine.tag_image(result.image_id, request.tag)
+            except LayerdeckError as exc:
+                return (BuildStatus.FAILED, None,
+                        f"The image was built but could not be tagged {request.tag}: {exc.message}")
         return BuildStatus.SUCCEEDED, result.image_id, None
 
     def _stopped(self, reason: str) -> tuple[str, None, str]:

@@ -146,14 +146,17 @@ def create_build() -> tuple[Response, int]:
         build = service.submit_build(app, upload, options, actor(), audit_created)
     elif request.mimetype in RAW_ARCHIVE_TYPES:
         options = _options_from(request.args)
-        checked = service.Precheck(app, options, actor())  # while the archive arrives
-        with SpooledUpload(Path(app.config["DATA_DIR"]) / "tmp") as body:
+        # An archive as large as one uploaded before is most likely the same again: the engine starts on
+        # the stored context while it arrives (kept only if the digest agrees).
+        with service.early_start(app, options, request.content_length) as early, \
+                SpooledUpload(Path(app.config["DATA_DIR"]) / "tmp") as body:
+            checked = service.Precheck(app, options, actor())  # while the archive arrives
             while chunk := request.stream.read(1024**2):
                 body.write(chunk)
             body.finish()
             upload = service.Upload(spooled=body, archive_sha256=body.sha256(),
                                     from_folder=request.args.get("context_source") == "folder")
-            build = service.submit_build(app, upload, options, actor(), audit_created, checked)
+            build = service.submit_build(app, upload, options, actor(), audit_created, checked, early)
     else:
         options = _options_from(request.form)
         build = service.submit_build(app, _upload_from_form(), options, actor(), audit_created)

@@ -1,0 +1,250 @@
+"""A raw archive as large as one uploaded before: the engine starts on the stored context while it arrives,
+the build takes that engine build over when the bytes are the same, and stops it when they are not.
+
+Uploads go to a real HTTP server (werkzeug, in this process) from a body that stops half-way, so each test
+sees the engine asked while half the archive has still to come, through the Engine object's own methods.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import docker
+import pytest
+import requests
+from flask import Flask
+from sqlalchemy import func, select
+
+from tests.helpers import tar_bytes, wait_for_build
+from webapp.builds import service
+from webapp.builds.options import BuildOptions
+from webapp.engine import BuildRequest
+from webapp.extensions import db
+from webapp.models import Build
+
+pytestmark = pytest.mark.engine
+
+
+class EngineCalls:
+    """What the app asked its engine: builds started, cancelled and tagged (the real calls still happen)."""
+
+    def __init__(self, app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+        engine = app.extensions["layerdeck.runner"].engine
+        self.started: list[BuildRequest] = []
+        self.cancelled: list[str] = []
+        self.tagged: list[tuple[str, str]] = []
+        self._changed = threading.Condition()
+        start, cancel, tag = engine.start_build, engine.cancel_build, engine.tag_image
+
+        def start_build(request: BuildRequest) -> Any:
+            with self._changed:
+                self.started.append(request)
+                self._changed.notify_all()
+            return start(request)
+
+        def cancel_build(build_id: str) -> None:
+            cancel(build_id)
+            with self._changed:
+                self.cancelled.append(build_id)
+                self._changed.notify_all()
+
+        def tag_image(image: str, name: str) -> None:
+            tag(image, name)
+            self.tagged.append((image, name))
+
+        monkeypatch.setattr(engine, "start_build", start_build)
+        monkeypatch.setattr(engine, "cancel_build", cancel_build)
+        monkeypatch.setattr(engine, "tag_image", tag_image)
+
+    def wait(self, condition: Any, timeout: float = 30) -> bool:
+        with self._changed:
+            return self._changed.wait_for(condition, timeout)
+
+
+class PausedBody:
+    """An archive as a request body of known length that stops half-way until `go` is set."""
+
+    def __init__(self, data: bytes, go: threading.Event) -> None:
+        self._data, self._go, self._pos = data, go, 0
+        self.half = len(data) // 2
+        self.finished = False
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def read(self, size: int = -1) -> bytes:
+        if self._pos >= self.half and not self._go.is_set():
+            assert self._go.wait(60), "the test never let the upload go on"
+        end = len(self._data) if size is None or size < 0 else self._pos + size
+        if self._pos < self.half:
+            end = min(end, self.half)
+        chunk = self._data[self._pos:end]
+        self._pos += len(chunk)
+        self.finished = self._pos >= len(self._data)
+        return chunk
+
+
+def post_raw(url: str, body: Any, tag: str, **params: str) -> dict[str, Any]:
+    response = requests.post(url + "/api/v1/builds", params={"tag": tag, "builder": "buildkit", **params},
+                             data=body, headers={"Content-Type": "application/x-tar",
+                                                 "Authorization": f"Bearer {TOKEN[url]}"}, timeout=120)
+    assert response.status_code == 202, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+TOKEN: dict[str, str] = {}
+
+
+@pytest.fixture
+def url(app: Flask, live_server: str) -> str:
+    TOKEN[live_server] = app.extensions["test.tokens"]["admin"]
+    return live_server
+
+
+def demo_context(base_image: str, code: str) -> bytes:
+    return tar_bytes({
+        "Dockerfile": f"FROM {base_image}\nWORKDIR /app\nCOPY requirements.txt .\nRUN cat requirements.txt\n"
+                      "COPY app ./app\nRUN ls app\n",
+        "requirements.txt": "flask==3.0\n",
+        "app/main.py": code,
+    })
+
+
+def paused_upload(url: str, archive: bytes, tag: str, calls: EngineCalls, **params: str) -> tuple[BuildRequest,
+                                                                                                    dict[str, Any]]:
+    """Upload `archive`, stopping half-way until the engine has been asked for a build; returns that request
+    (made while half the archive had still to come) and Layerdeck's reply."""
+    go, reply = threading.Event(), {}
+    body = PausedBody(archive, go)
+    asked = len(calls.started)
+    sender = threading.Thread(target=lambda: reply.update(post_raw(url, body, tag, **params)), daemon=True)
+    sender.start()
+    try:
+        assert calls.wait(lambda: len(calls.started) > asked), "the engine was not asked while the upload arrived"
+        assert not body.finished
+        early = calls.started[asked]
+    finally:
+        go.set()
+        sender.join(timeout=120)
+    assert body.finished and reply
+    return early, reply
+
+
+def test_an_identical_reupload_is_built_by_the_engine_build_started_while_it_arrived(
+    app: Flask, url: str, base_image: str, docker_client: docker.DockerClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = EngineCalls(app, monkeypatch)
+    client = app.test_client()
+    tag = f"layerdeck-test/early-{id(app)}:1"
+    archive = demo_context(base_image, "print('hello')\n")
+    first = wait_for_build(client, post_raw(url, archive, tag)["id"])
+    assert first["status"] == "succeeded"
+    assert [r.tag for r in calls.started] == [tag]  # nothing of that size was known: the ordinary way
+
+    early, reply = paused_upload(url, archive, tag, calls)
+    assert early.tag is None  # untagged until the bytes are known to be the same
+    assert early.context == Path(app.config["DATA_DIR"]).resolve() / "contexts" / f"{first['id']}.tar"
+    again = wait_for_build(client, reply["id"])
+    assert again["status"] == "succeeded", again["error"]
+    assert len(calls.started) == 2  # its worker took the early build over rather than start another
+    assert calls.cancelled == []
+    assert calls.tagged == [(again["image_id"], tag)]  # tagged once built
+    assert again["image_id"] == first["image_id"] == docker_client.images.get(tag).id
+    assert [s["cached"] for s in again["steps"] if not s["instruction"].startswith("FROM")] == [True] * 5
+    assert again["tag"] == tag and again["builder"] == "buildkit"
+
+
+def test_other_bytes_of_the_same_size_stop_the_early_build_and_build_their_own(
+    app: Flask, url: str, base_image: str, docker_client: docker.DockerClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = EngineCalls(app, monkeypatch)
+    client = app.test_client()
+    tag = f"layerdeck-test/early-other-{id(app)}:1"
+    nonce = uuid.uuid4().hex  # the engine's cache outlives the test: these bytes must be new to it
+    archive = demo_context(base_image, f"print('hello {nonce}')\n")
+    changed = demo_context(base_image, f"print('hellp {nonce}')\n")  # the demo's one-letter code change
+    assert len(changed) == len(archive) and changed != archive
+    first = wait_for_build(client, post_raw(url, archive, tag)["id"])
+    assert first["status"] == "succeeded"
+
+    early, reply = paused_upload(url, changed, tag, calls)
+    assert early.tag is None
+    assert calls.wait(lambda: early.build_id in calls.cancelled)  # stopped: the digest said other bytes
+    build = wait_for_build(client, reply["id"])
+    assert build["status"] == "succeeded", build["error"]
+    own = calls.started[-1]
+    assert own is not early and own.tag == tag and own.build_id != early.build_id  # its own engine build
+    assert calls.tagged == []  # the engine tagged it, as every ordinary build
+    assert build["image_id"] != first["image_id"]
+    assert docker_client.images.get(tag).id == build["image_id"]  # the tag never pointed at a wrong image
+    cached = {s["instruction"]: s["cached"] for s in build["steps"]}
+    assert cached["COPY requirements.txt ."] is True and cached["COPY app ./app"] is False
+
+
+def test_a_client_gone_half_way_leaves_no_build_and_stops_the_early_one(
+    app: Flask, url: str, base_image: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = EngineCalls(app, monkeypatch)
+    client = app.test_client()
+    tag = f"layerdeck-test/early-gone-{id(app)}:1"
+    archive = demo_context(base_image, "print('hello')\n")
+    assert wait_for_build(client, post_raw(url, archive, tag)["id"])["status"] == "succeeded"
+
+    address = urlsplit(url)
+    query = urlencode({"tag": tag, "builder": "buildkit"})
+    with socket.create_connection((address.hostname, address.port)) as sock:
+        sock.sendall(f"POST /api/v1/builds?{query} HTTP/1.1\r\nHost: {address.netloc}\r\n"
+                     f"Authorization: Bearer {TOKEN[url]}\r\nContent-Type: application/x-tar\r\n"
+                     f"Content-Length: {len(archive)}\r\n\r\n".encode() + archive[:len(archive) // 2])
+        assert calls.wait(lambda: len(calls.started) == 2)
+    early = calls.started[1]
+    assert early.tag is None
+    assert calls.wait(lambda: early.build_id in calls.cancelled)
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Build)) == 1
+    deadline = time.monotonic() + 10
+    while any((Path(app.config["DATA_DIR"]) / "tmp").iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert list((Path(app.config["DATA_DIR"]) / "tmp").iterdir()) == []
+
+
+def test_builds_a_wrong_guess_would_make_expensive_are_never_started_early(
+    app: Flask, url: str, base_image: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = EngineCalls(app, monkeypatch)
+    client = app.test_client()
+    tag = f"layerdeck-test/early-not-{id(app)}:1"
+    archive = demo_context(base_image, "print('hello')\n")
+    assert wait_for_build(client, post_raw(url, archive, tag)["id"])["status"] == "succeeded"
+    size = len(archive)
+    ordinary = BuildOptions(builder="buildkit", tag=tag)
+    never = {
+        "no cache": BuildOptions(builder="buildkit", no_cache=True),
+        "always pull": BuildOptions(builder="buildkit", pull=True),
+        "a secret build arg": BuildOptions(builder="buildkit", build_args={"API_TOKEN": "s3cret"}),
+        "the classic builder": BuildOptions(builder="classic"),
+        "another Dockerfile path": BuildOptions(builder="buildkit", dockerfile="other/Dockerfile"),
+    }
+    with app.test_request_context():
+        for why, options in never.items():
+            assert service._begin_early(app, options, size) is None, why
+        assert service._begin_early(app, ordinary, size + 512) is None  # no upload of that size
+        assert service._begin_early(app, ordinary, None) is None  # a chunked body: no size known
+        early = service._begin_early(app, ordinary, size)
+        assert early is not None  # the ordinary case does start
+        early.abandon()
+        assert calls.wait(lambda: early.request.build_id in calls.cancelled)
+        # The context the guess would use is gone (its file removed): nothing to start on.
+        stored = Path(app.config["DATA_DIR"]) / "contexts" / "1.tar"
+        stored.rename(stored.with_suffix(".away"))
+        try:
+            assert service._begin_early(app, ordinary, size) is None
+        finally:
+            stored.with_suffix(".away").rename(stored)
