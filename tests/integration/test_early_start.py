@@ -1,5 +1,6 @@
 """A raw archive as large as one uploaded before: the engine starts on the stored context while it arrives,
-the build takes that engine build over when the bytes are the same, and stops it when they are not.
+the build takes that engine build over when the bytes are the same, and stops it when they are not. An
+archive named by its digest starts the engine before its build is recorded, the same way.
 
 Uploads go to a real HTTP server (werkzeug, in this process) from a body that stops half-way, so each test
 sees the engine asked while half the archive has still to come, through the Engine object's own methods.
@@ -7,6 +8,8 @@ sees the engine asked while half the archive has still to come, through the Engi
 
 from __future__ import annotations
 
+import hashlib
+import random
 import socket
 import threading
 import time
@@ -109,11 +112,13 @@ def url(app: Flask, live_server: str) -> str:
 
 
 def demo_context(base_image: str, code: str) -> bytes:
+    """The cache demo's layout, with 1.5 MiB of data: below 1 MiB no upload is started early."""
     return tar_bytes({
         "Dockerfile": f"FROM {base_image}\nWORKDIR /app\nCOPY requirements.txt .\nRUN cat requirements.txt\n"
                       "COPY app ./app\nRUN ls app\n",
         "requirements.txt": "flask==3.0\n",
         "app/main.py": code,
+        "app/data.bin": random.Random(code).randbytes(3 * 512 * 1024),
     })
 
 
@@ -223,6 +228,8 @@ def test_builds_a_wrong_guess_would_make_expensive_are_never_started_early(
     tag = f"layerdeck-test/early-not-{id(app)}:1"
     archive = demo_context(base_image, "print('hello')\n")
     assert wait_for_build(client, post_raw(url, archive, tag)["id"])["status"] == "succeeded"
+    small = tar_bytes({"Dockerfile": f"FROM {base_image}\nRUN echo {uuid.uuid4().hex}\n"})
+    assert wait_for_build(client, post_raw(url, small, tag)["id"])["status"] == "succeeded"
     size = len(archive)
     ordinary = BuildOptions(builder="buildkit", tag=tag)
     never = {
@@ -236,6 +243,7 @@ def test_builds_a_wrong_guess_would_make_expensive_are_never_started_early(
         for why, options in never.items():
             assert service._begin_early(app, options, size) is None, why
         assert service._begin_early(app, ordinary, size + 512) is None  # no upload of that size
+        assert service._begin_early(app, ordinary, len(small)) is None  # small tars share sizes: no guess
         assert service._begin_early(app, ordinary, None) is None  # a chunked body: no size known
         early = service._begin_early(app, ordinary, size)
         assert early is not None  # the ordinary case does start
@@ -248,3 +256,50 @@ def test_builds_a_wrong_guess_would_make_expensive_are_never_started_early(
             assert service._begin_early(app, ordinary, size) is None
         finally:
             stored.with_suffix(".away").rename(stored)
+
+
+def test_an_archive_named_by_its_digest_has_the_engine_started_before_its_build_is_recorded(
+    app: Flask, url: str, base_image: str, docker_client: docker.DockerClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = EngineCalls(app, monkeypatch)
+    client = app.test_client()
+    tag = f"layerdeck-test/early-digest-{id(app)}:1"
+    archive = demo_context(base_image, f"print('hello {uuid.uuid4().hex}')\n")
+    first = wait_for_build(client, post_raw(url, archive, tag)["id"])
+
+    response = client.post("/api/v1/builds", query_string={
+        "tag": tag, "builder": "buildkit", "context_digest": hashlib.sha256(archive).hexdigest()})
+    assert response.status_code == 202, response.get_json()
+    build = wait_for_build(client, response.get_json()["id"])
+    assert build["status"] == "succeeded", build["error"]
+    assert [r.tag for r in calls.started] == [tag, None]  # untagged: asked before the row existed
+    assert calls.tagged == [(build["image_id"], tag)] and calls.cancelled == []
+    assert build["image_id"] == first["image_id"] == docker_client.images.get(tag).id
+
+
+def test_with_every_worker_busy_nothing_is_started_early(
+    make_app: Any, base_image: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A build that will wait in the queue would only leave an early engine build to be stopped."""
+    app = make_app(CONCURRENT_BUILDS=1)
+    calls = EngineCalls(app, monkeypatch)
+    client = app.test_client()
+    tag = f"layerdeck-test/early-busy-{id(app)}:1"
+    archive = demo_context(base_image, f"print('hello {uuid.uuid4().hex}')\n")
+    digest = hashlib.sha256(archive).hexdigest()
+    assert client.post("/api/v1/builds", data=archive, content_type="application/x-tar",
+                       query_string={"tag": tag, "builder": "buildkit"}).status_code == 202
+    first = wait_for_build(client, 1)
+    assert first["status"] == "succeeded"
+    busy = client.post("/api/v1/builds", data=tar_bytes({"Dockerfile": f"FROM {base_image}\nRUN sleep 30\n"}),
+                       content_type="application/x-tar", query_string={"builder": "buildkit"}).get_json()
+    assert busy["status"] == "running"
+    queued = client.post("/api/v1/builds", query_string={"tag": tag, "builder": "buildkit",
+                                                         "context_digest": digest}).get_json()
+    assert queued["status"] == "queued"
+    assert [r.tag for r in calls.started] == [tag, None]  # the first build, and the sleeping one: no guess
+    assert client.post(f"/api/v1/builds/{busy['id']}/cancel").status_code in (200, 202)
+    build = wait_for_build(client, queued["id"])
+    assert build["status"] == "succeeded"
+    assert calls.started[-1].tag == tag and calls.tagged == []
+    assert calls.cancelled == [calls.started[1].build_id]  # only the sleeping build, by the cancel above

@@ -190,10 +190,17 @@ def submit_build(app: Flask, upload: Upload, options: BuildOptions, by: Actor | 
     digest = upload_digest(upload, dockerfile)
     if early is not None and early.digest != digest:
         early.abandon()  # other bytes of the same size: stop the engine at once
+        early = None
     earlier = _stored_context(app, digest, limits)
     if earlier is not None:
-        build = _record_build(app, options, dockerfile, earlier, by=by, on_record=on_record, checked=checked,
-                              early=early)
+        # The context is known: the engine can start on it while the build is recorded (see EarlyStart).
+        started = _start_early(app, options, earlier, dockerfile) if early is None else None
+        try:
+            build = _record_build(app, options, dockerfile, earlier, by=by, on_record=on_record,
+                                  checked=checked, early=early or started)
+        finally:
+            if started is not None:
+                started.abandon()  # unless its build took it over
         _remember_upload(app, upload, build)
         return build
     if early is not None:
@@ -238,9 +245,11 @@ def _remember_upload(app: Flask, upload: Upload, build: Build) -> None:
                                                                  build.dockerfile)
 
 
-# The largest re-upload the engine is started on before it has arrived: a wrong guess costs the engine
-# reading the stored context and a cached solve until the digest says it was wrong.
-EARLY_START_BYTES = 64 * 1024**2
+# The re-uploads the engine is started on before they have arrived. From 1 MiB: below it receiving takes a
+# few milliseconds anyway, and small tars share sizes (tar pads to 10 KiB records), so guesses would often
+# be wrong. Up to 64 MiB: a wrong guess costs the engine reading the stored context and a cached solve
+# until the digest says it was wrong.
+EARLY_START_BYTES = (1024**2, 64 * 1024**2)
 
 
 class UploadSizes:
@@ -330,16 +339,30 @@ def early_start(app: Flask, options: BuildOptions, size: int | None) -> Iterator
 
 
 def _begin_early(app: Flask, options: BuildOptions, size: int | None) -> EarlyStart | None:
-    # Only what a wrong guess cannot make expensive: a BuildKit build (stopped cleanly by /build/cancel)
-    # that may use the cache, pulls nothing and has no secret build arg values to send.
-    if (size is None or not 0 < size <= EARLY_START_BYTES or options.no_cache or options.pull
-            or any(is_secret_arg(name) for name in options.build_args)):
+    """The engine's build of the context an upload announcing `size` bytes most likely is, or None."""
+    if size is None or not EARLY_START_BYTES[0] <= size <= EARLY_START_BYTES[1]:
         return None
     runner: BuildRunner = app.extensions["layerdeck.runner"]
     try:
         dockerfile = context.normalise_dockerfile_path(options.dockerfile)
-        stored = runner.upload_sizes.get(size, dockerfile)
-        if stored is None or not stored.existing or choose_builder(app, options.builder) != "buildkit":
+    except LayerdeckError:
+        return None  # the upload will be refused for it
+    stored = runner.upload_sizes.get(size, dockerfile)
+    return _start_early(app, options, stored, dockerfile) if stored is not None else None
+
+
+def _start_early(app: Flask, options: BuildOptions, stored: StoredContext, dockerfile: str) -> EarlyStart | None:
+    """Ask the engine to build `stored` with `options`, untagged, before the build is recorded; None when the
+    build is not one to start early."""
+    # Only what a wrong guess cannot make expensive: a BuildKit build (stopped cleanly by /build/cancel)
+    # that may use the cache, pulls nothing and has no secret build arg values to send, for a worker that
+    # is free to take it over (a queued build would only leave it to be stopped).
+    runner: BuildRunner = app.extensions["layerdeck.runner"]
+    if (options.no_cache or options.pull or any(is_secret_arg(name) for name in options.build_args)
+            or not stored.existing or not runner.has_idle_worker()):
+        return None
+    try:
+        if choose_builder(app, options.builder) != "buildkit":
             return None
         limits = limits_for(app)
         if (stored.files > limits.max_files or stored.bytes > limits.max_unpacked_bytes
@@ -826,6 +849,11 @@ class BuildRunner:
         with self._wakeup:
             self._pending_wakeups += 1
             self._wakeup.notify()
+
+    def has_idle_worker(self) -> bool:
+        """Whether a build submitted now would most likely start at once rather than queue."""
+        with self._wakeup:
+            return not self._stopping and self._free > 0
 
     def reserve(self) -> bool:
         """Promise a free worker to a build about to be recorded (release() if it is not, hand() if it is)."""
