@@ -110,6 +110,16 @@ def build_ok(client: FlaskClient, archive: bytes | None = None, **kwargs: Any) -
     return build
 
 
+def containers_left(docker_client: docker.DockerClient, before: set[str], timeout: float = 20) -> set[str]:
+    """Containers made since `before` that are still there after waiting up to `timeout` for them to go."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = {c.id for c in docker_client.containers.list(all=True, sparse=True)} - before
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.5)
+
+
 def step_states(build: dict[str, Any]) -> list[tuple[str, bool | None]]:
     """(instruction, cached) for every step, in order."""
     return [(s["instruction"], s["cached"]) for s in build["steps"]]

@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
-from tests.helpers import build_ok, submit, tar_bytes, wait_for_build
+from tests.helpers import build_ok, containers_left, submit, tar_bytes, wait_for_build
 from webapp.extensions import db
 from webapp.models import BuildEvent
 
@@ -27,16 +27,6 @@ def builder(request: pytest.FixtureRequest) -> str:
 
 def sleeping(base_image: str, marker: str) -> bytes:
     return tar_bytes({"Dockerfile": f"FROM {base_image}\nRUN echo {marker}; echo started; sleep 30; echo never\n"})
-
-
-def containers_left(docker_client: docker.DockerClient, before: set[str], timeout: float = 20) -> set[str]:
-    """Containers made since `before` that are still there after waiting up to `timeout` for them to go."""
-    deadline = time.monotonic() + timeout
-    while True:
-        left = {c.id for c in docker_client.containers.list(all=True, sparse=True)} - before
-        if not left or time.monotonic() > deadline:
-            return left
-        time.sleep(0.5)
 
 
 def wait_for_running_step(client: FlaskClient, build_id: int, timeout: float = 60) -> dict[str, Any]:

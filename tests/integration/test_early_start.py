@@ -24,7 +24,7 @@ import requests
 from flask import Flask
 from sqlalchemy import func, select
 
-from tests.helpers import tar_bytes, wait_for_build
+from tests.helpers import containers_left, tar_bytes, wait_for_build
 from webapp.builds import service
 from webapp.builds.options import BuildOptions
 from webapp.engine import BuildRequest
@@ -303,3 +303,33 @@ def test_with_every_worker_busy_nothing_is_started_early(
     assert build["status"] == "succeeded"
     assert calls.started[-1].tag == tag and calls.tagged == []
     assert calls.cancelled == [calls.started[1].build_id]  # only the sleeping build, by the cancel above
+
+
+def test_cancel_stops_a_build_that_took_an_early_engine_build_over(
+    app: Flask, url: str, base_image: str, docker_client: docker.DockerClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = EngineCalls(app, monkeypatch)
+    client = app.test_client()
+    tag = f"layerdeck-test/early-cancel-{id(app)}:1"
+    nonce = uuid.uuid4().hex
+    archive = tar_bytes({
+        "Dockerfile": f"FROM {base_image}\nARG PAUSE=0\nCOPY data.bin .\nRUN echo {nonce} started; sleep $PAUSE\n",
+        "data.bin": random.Random(nonce).randbytes(3 * 512 * 1024),
+    })
+    assert wait_for_build(client, post_raw(url, archive, tag)["id"])["status"] == "succeeded"
+    before = {c.id for c in docker_client.containers.list(all=True, sparse=True)}
+
+    # The same archive with a long pause: started early, taken over, then cancelled while it sleeps.
+    early, reply = paused_upload(url, archive, tag, calls, build_args='{"PAUSE": "30"}')
+    assert early.tag is None and early.build_args == {"PAUSE": "30"}
+    build_id = reply["id"]
+    deadline = time.monotonic() + 60
+    while "started" not in client.get(f"/api/v1/builds/{build_id}/log").get_data(as_text=True):
+        assert time.monotonic() < deadline, "the RUN step never started"
+        time.sleep(0.1)
+    assert client.post(f"/api/v1/builds/{build_id}/cancel").status_code == 202
+    build = wait_for_build(client, build_id, timeout=15)  # long before the 30 s sleep ends
+    assert build["status"] == "cancelled"
+    assert calls.cancelled == [early.build_id]  # the engine build it took over is the one stopped
+    assert len(calls.started) == 2 and calls.tagged == []
+    assert containers_left(docker_client, before) == set()
