@@ -101,9 +101,10 @@ class BuildJournal(Journal):
         self._unwritten.clear()
         table = Step.__table__
         if new:
-            db.session.execute(table.insert(), new)
+            self.execute_many("new steps", table.insert(), new)
         if changed:
-            db.session.execute(
+            self.execute_many(
+                "changed steps",
                 table.update().where(table.c.build_id == bindparam("b_id"), table.c.index == bindparam("b_index")),
                 changed)
 
