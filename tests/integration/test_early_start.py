@@ -333,3 +333,27 @@ def test_cancel_stops_a_build_that_took_an_early_engine_build_over(
     assert calls.cancelled == [early.build_id]  # the engine build it took over is the one stopped
     assert len(calls.started) == 2 and calls.tagged == []
     assert containers_left(docker_client, before) == set()
+
+
+def test_garbage_of_a_known_size_is_refused_and_its_early_build_stopped(
+    app: Flask, url: str, base_image: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = EngineCalls(app, monkeypatch)
+    client = app.test_client()
+    tag = f"layerdeck-test/early-garbage-{id(app)}:1"
+    archive = demo_context(base_image, f"print('hello {uuid.uuid4().hex}')\n")
+    assert wait_for_build(client, post_raw(url, archive, tag)["id"])["status"] == "succeeded"
+
+    garbage = random.Random(7).randbytes(len(archive))
+    response = requests.post(url + "/api/v1/builds", params={"tag": tag, "builder": "buildkit"}, data=garbage,
+                             headers={"Content-Type": "application/x-tar", "Authorization": f"Bearer {TOKEN[url]}"},
+                             timeout=60)
+    assert response.status_code == 400
+    assert "archive" in response.json()["error"]["message"]  # a sentence that says what is wrong
+    early = calls.started[1]
+    assert early.tag is None
+    assert calls.wait(lambda: early.build_id in calls.cancelled)
+    assert len(calls.started) == 2 and calls.tagged == []
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Build)) == 1
+    assert list((Path(app.config["DATA_DIR"]) / "tmp").iterdir()) == []
