@@ -145,7 +145,8 @@ def precheck(app: Flask, options: BuildOptions, by: Actor) -> None:
 # Threads for the side work of a build (its prechecks, what its worker needs besides the stream), kept
 # between builds: starting a thread waits for it to run, which on a busy two-core machine cost milliseconds
 # on each build's way to the engine.
-SIDE_WORK = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="layerdeck-side")
+SIDE_WORKERS = 8
+SIDE_WORK = concurrent.futures.ThreadPoolExecutor(max_workers=SIDE_WORKERS, thread_name_prefix="layerdeck-side")
 
 
 class Precheck:
@@ -822,7 +823,8 @@ class BuildRunner:
         # Secret build args by build id, from submission until the build starts: never in the database.
         self.secrets: dict[int, dict[str, str]] = {}
         self.upload_sizes = UploadSizes()
-        self.early_slots = threading.Semaphore(self.size)  # EarlyStarts not yet taken or stopped
+        # EarlyStarts not yet taken or stopped; each holds a side-work thread while the engine builds.
+        self.early_slots = threading.Semaphore(min(self.size, SIDE_WORKERS // 2))
 
     def start(self) -> None:
         with self._wakeup:
