@@ -164,6 +164,11 @@ def test_an_identical_reupload_is_built_by_the_engine_build_started_while_it_arr
     assert again["image_id"] == first["image_id"] == docker_client.images.get(tag).id
     assert [s["cached"] for s in again["steps"] if not s["instruction"].startswith("FROM")] == [True] * 5
     assert again["tag"] == tag and again["builder"] == "buildkit"
+    # Its preparation ends as a build the engine tagged itself does.
+    log = client.get(f"/api/v1/builds/{again['id']}/log").get_data(as_text=True).splitlines()
+    assert log[-1].endswith(f"Successfully tagged {tag}")
+    first_log = client.get(f"/api/v1/builds/{first['id']}/log").get_data(as_text=True).splitlines()
+    assert first_log[-1].endswith(f"Successfully tagged {tag}")
 
 
 def test_other_bytes_of_the_same_size_stop_the_early_build_and_build_their_own(

@@ -1060,6 +1060,7 @@ class BuildRunner:
             except LayerdeckError as exc:
                 return (BuildStatus.FAILED, None,
                         f"The image was built but could not be tagged {request.tag}: {exc.message}")
+            self.journal.log(build_id, None, "system", f"Successfully tagged {request.tag}")  # as the engine says
         return BuildStatus.SUCCEEDED, result.image_id, None
 
     def _stopped(self, reason: str) -> tuple[str, None, str]:
