@@ -22,6 +22,7 @@ import docker
 import pytest
 import requests
 from flask import Flask
+from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from tests.helpers import containers_left, tar_bytes, wait_for_build
@@ -122,6 +123,18 @@ def demo_context(base_image: str, code: str) -> bytes:
     })
 
 
+def uploaded_once(app: Flask, url: str, archive: bytes, name: str,
+                  monkeypatch: pytest.MonkeyPatch) -> tuple[EngineCalls, FlaskClient, str, dict[str, Any]]:
+    """The app's engine calls watched from now on, and `archive` built once through the raw upload, tagged
+    layerdeck-test/early-<name>-...:1; returns the calls, a client, the tag and that first build."""
+    calls = EngineCalls(app, monkeypatch)
+    client = app.test_client()
+    tag = f"layerdeck-test/early-{name}-{id(app)}:1"
+    first = wait_for_build(client, post_raw(url, archive, tag)["id"])
+    assert first["status"] == "succeeded", first["error"]
+    return calls, client, tag, first
+
+
 def paused_upload(url: str, archive: bytes, tag: str, calls: EngineCalls, **params: str) -> tuple[BuildRequest,
                                                                                                     dict[str, Any]]:
     """Upload `archive`, stopping half-way until the engine has been asked for a build; returns that request
@@ -145,12 +158,8 @@ def paused_upload(url: str, archive: bytes, tag: str, calls: EngineCalls, **para
 def test_an_identical_reupload_is_built_by_the_engine_build_started_while_it_arrived(
     app: Flask, url: str, base_image: str, docker_client: docker.DockerClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    calls = EngineCalls(app, monkeypatch)
-    client = app.test_client()
-    tag = f"layerdeck-test/early-{id(app)}:1"
     archive = demo_context(base_image, "print('hello')\n")
-    first = wait_for_build(client, post_raw(url, archive, tag)["id"])
-    assert first["status"] == "succeeded"
+    calls, client, tag, first = uploaded_once(app, url, archive, "same", monkeypatch)
     assert [r.tag for r in calls.started] == [tag]  # nothing of that size was known: the ordinary way
 
     early, reply = paused_upload(url, archive, tag, calls)
@@ -174,15 +183,11 @@ def test_an_identical_reupload_is_built_by_the_engine_build_started_while_it_arr
 def test_other_bytes_of_the_same_size_stop_the_early_build_and_build_their_own(
     app: Flask, url: str, base_image: str, docker_client: docker.DockerClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    calls = EngineCalls(app, monkeypatch)
-    client = app.test_client()
-    tag = f"layerdeck-test/early-other-{id(app)}:1"
     nonce = uuid.uuid4().hex  # the engine's cache outlives the test: these bytes must be new to it
     archive = demo_context(base_image, f"print('hello {nonce}')\n")
     changed = demo_context(base_image, f"print('hellp {nonce}')\n")  # the demo's one-letter code change
     assert len(changed) == len(archive) and changed != archive
-    first = wait_for_build(client, post_raw(url, archive, tag)["id"])
-    assert first["status"] == "succeeded"
+    calls, client, tag, first = uploaded_once(app, url, archive, "other", monkeypatch)
 
     early, reply = paused_upload(url, changed, tag, calls)
     assert early.tag is None
@@ -201,11 +206,8 @@ def test_other_bytes_of_the_same_size_stop_the_early_build_and_build_their_own(
 def test_a_client_gone_half_way_leaves_no_build_and_stops_the_early_one(
     app: Flask, url: str, base_image: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    calls = EngineCalls(app, monkeypatch)
-    client = app.test_client()
-    tag = f"layerdeck-test/early-gone-{id(app)}:1"
     archive = demo_context(base_image, "print('hello')\n")
-    assert wait_for_build(client, post_raw(url, archive, tag)["id"])["status"] == "succeeded"
+    calls, client, tag, _ = uploaded_once(app, url, archive, "gone", monkeypatch)
 
     address = urlsplit(url)
     query = urlencode({"tag": tag, "builder": "buildkit"})
@@ -228,11 +230,8 @@ def test_a_client_gone_half_way_leaves_no_build_and_stops_the_early_one(
 def test_builds_a_wrong_guess_would_make_expensive_are_never_started_early(
     app: Flask, url: str, base_image: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    calls = EngineCalls(app, monkeypatch)
-    client = app.test_client()
-    tag = f"layerdeck-test/early-not-{id(app)}:1"
     archive = demo_context(base_image, "print('hello')\n")
-    assert wait_for_build(client, post_raw(url, archive, tag)["id"])["status"] == "succeeded"
+    calls, client, tag, _ = uploaded_once(app, url, archive, "not", monkeypatch)
     small = tar_bytes({"Dockerfile": f"FROM {base_image}\nRUN echo {uuid.uuid4().hex}\n"})
     assert wait_for_build(client, post_raw(url, small, tag)["id"])["status"] == "succeeded"
     size = len(archive)
@@ -266,11 +265,8 @@ def test_builds_a_wrong_guess_would_make_expensive_are_never_started_early(
 def test_an_archive_named_by_its_digest_has_the_engine_started_before_its_build_is_recorded(
     app: Flask, url: str, base_image: str, docker_client: docker.DockerClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    calls = EngineCalls(app, monkeypatch)
-    client = app.test_client()
-    tag = f"layerdeck-test/early-digest-{id(app)}:1"
     archive = demo_context(base_image, f"print('hello {uuid.uuid4().hex}')\n")
-    first = wait_for_build(client, post_raw(url, archive, tag)["id"])
+    calls, client, tag, first = uploaded_once(app, url, archive, "digest", monkeypatch)
 
     response = client.post("/api/v1/builds", query_string={
         "tag": tag, "builder": "buildkit", "context_digest": hashlib.sha256(archive).hexdigest()})
@@ -313,15 +309,12 @@ def test_with_every_worker_busy_nothing_is_started_early(
 def test_cancel_stops_a_build_that_took_an_early_engine_build_over(
     app: Flask, url: str, base_image: str, docker_client: docker.DockerClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    calls = EngineCalls(app, monkeypatch)
-    client = app.test_client()
-    tag = f"layerdeck-test/early-cancel-{id(app)}:1"
     nonce = uuid.uuid4().hex
     archive = tar_bytes({
         "Dockerfile": f"FROM {base_image}\nARG PAUSE=0\nCOPY data.bin .\nRUN echo {nonce} started; sleep $PAUSE\n",
         "data.bin": random.Random(nonce).randbytes(3 * 512 * 1024),
     })
-    assert wait_for_build(client, post_raw(url, archive, tag)["id"])["status"] == "succeeded"
+    calls, client, tag, _ = uploaded_once(app, url, archive, "cancel", monkeypatch)
     before = {c.id for c in docker_client.containers.list(all=True, sparse=True)}
 
     # The same archive with a long pause: started early, taken over, then cancelled while it sleeps.
@@ -343,11 +336,8 @@ def test_cancel_stops_a_build_that_took_an_early_engine_build_over(
 def test_garbage_of_a_known_size_is_refused_and_its_early_build_stopped(
     app: Flask, url: str, base_image: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    calls = EngineCalls(app, monkeypatch)
-    client = app.test_client()
-    tag = f"layerdeck-test/early-garbage-{id(app)}:1"
     archive = demo_context(base_image, f"print('hello {uuid.uuid4().hex}')\n")
-    assert wait_for_build(client, post_raw(url, archive, tag)["id"])["status"] == "succeeded"
+    calls, client, tag, _ = uploaded_once(app, url, archive, "garbage", monkeypatch)
 
     garbage = random.Random(7).randbytes(len(archive))
     response = requests.post(url + "/api/v1/builds", params={"tag": tag, "builder": "buildkit"}, data=garbage,
