@@ -148,13 +148,13 @@ def stored(name: str) -> StoredContext:
 
 def test_upload_sizes_keep_the_latest_context_of_each_size_and_path() -> None:
     sizes = UploadSizes(keep=2)
-    sizes.remember(100, stored("a"), "Dockerfile")
-    sizes.remember(100, stored("b"), "Dockerfile")  # the same size again: the latest wins
-    sizes.remember(100, stored("c"), "docker/Dockerfile")  # another Dockerfile path packs differently
+    sizes.remember(100, "Dockerfile", stored("a"))
+    sizes.remember(100, "Dockerfile", stored("b"))  # the same size again: the latest wins
+    sizes.remember(100, "docker/Dockerfile", stored("c"))  # another Dockerfile path packs differently
     got: Any = sizes.get(100, "Dockerfile")
     assert got.digest == "b"
     assert sizes.get(100, "docker/Dockerfile").digest == "c"  # type: ignore[union-attr]
     assert sizes.get(200, "Dockerfile") is None
-    sizes.remember(300, stored("d"), "Dockerfile")  # keeps two: the least recently remembered goes
+    sizes.remember(300, "Dockerfile", stored("d"))  # keeps two: the least recently remembered goes
     assert sizes.get(100, "Dockerfile") is None
     assert sizes.get(300, "Dockerfile").digest == "d"  # type: ignore[union-attr]

@@ -242,8 +242,8 @@ def _stored_context(app: Flask, digest: str, limits: context.Limits) -> StoredCo
 
 def _remember_upload(app: Flask, upload: Upload, build: Build) -> None:
     if upload.spooled is not None:  # a raw body: its Content-Length is the archive's size
-        app.extensions["layerdeck.runner"].upload_sizes.remember(upload.spooled.size, _same_context(build),
-                                                                 build.dockerfile)
+        app.extensions["layerdeck.runner"].upload_sizes.remember(upload.spooled.size, build.dockerfile,
+                                                                 _same_context(build))
 
 
 # The re-uploads the engine is started on before they have arrived. From 1 MiB: below it receiving takes a
@@ -263,7 +263,7 @@ class UploadSizes:
         self._stored: collections.OrderedDict[tuple[int, str], StoredContext] = collections.OrderedDict()
         self._lock = threading.Lock()
 
-    def remember(self, size: int, stored: StoredContext, dockerfile: str) -> None:
+    def remember(self, size: int, dockerfile: str, stored: StoredContext) -> None:
         with self._lock:
             self._stored[(size, dockerfile)] = stored
             self._stored.move_to_end((size, dockerfile))
@@ -276,12 +276,13 @@ class UploadSizes:
 
 
 class EarlyStart:
-    """The engine's BuildKit build of a stored context, asked for while an upload of the same size is still
-    arriving. A re-upload of the same archive (the cache demo's everyday case) then overlaps the engine's
-    work with its own transfer instead of preceding it: when the upload's digest names that context and the
-    build recorded for it asks the engine for exactly this, its worker takes the engine's build over
-    (take()). It is started untagged, and the worker tags the image once it is built, so a wrong guess can
-    never move a tag. Anything else abandon()s it: the engine's build is stopped and nothing is kept."""
+    """The engine's BuildKit build of a stored context, asked for before the build is recorded: while an
+    upload of the same size is still arriving (a guess), or as soon as a digest names the context. A
+    re-upload of the same archive (the cache demo's everyday case) then overlaps the engine's work with its
+    own transfer instead of preceding it: when the upload's digest names that context and the build
+    recorded for it asks the engine for exactly this, its worker takes the engine's build over (take()).
+    It is started untagged, and the worker tags the image once it is built, so a wrong guess can never
+    move a tag. Anything else abandon()s it: the engine's build is stopped and nothing is kept."""
 
     def __init__(self, runner: BuildRunner, request: BuildRequest, digest: str) -> None:
         self.request = request
@@ -752,7 +753,7 @@ class Job:
     secret_names: tuple[str, ...]
     announce: bool  # say `running` to viewers (a claimed build); a handed one was recorded running
     handover: Handover | None = None  # a build handed over before its row was committed
-    early: EarlyStart | None = None  # the engine's build, started before the upload had arrived
+    early: EarlyStart | None = None  # the engine's build, started before the build was recorded
 
     @classmethod
     def of(cls, app: Flask, build: Build, *, announce: bool = False, handover: Handover | None = None) -> Job:
