@@ -27,36 +27,46 @@ def read_bodies_in_large_blocks() -> None:
     """gunicorn reads a request body 8 KiB per recv() and 1 KiB per Body.read() loop, copying through two
     buffers on the way; a build context is megabytes, and at that size the Python loops cost 50-80 ms per
     8 MB upload, most of a cached BuildKit rebuild. Here a body of known length is received straight into
-    one buffer per read (recv_into, the kernel waiting for the whole block), and Body.read() hands on what
-    its reader returns when it has nothing of its own buffered."""
+    the caller's buffer (Body.readinto, which werkzeug's request.stream uses when it exists: recv_into, the
+    kernel waiting for the whole block), so each byte is copied once, from the socket to where it stays;
+    Body.read() hands on what its reader returns when it has nothing of its own buffered."""
     from gunicorn.http import body
 
     if getattr(body.LengthReader.read, "layerdeck", False):
         return
     length_read = body.LengthReader.read
 
-    def read_length(self: body.LengthReader, size: int) -> bytes:
+    def length_readinto(self: body.LengthReader, buffer: bytearray | memoryview) -> int:
+        view = memoryview(buffer).cast("B")
+        size = min(self.length, len(view))
         sock = getattr(self.unreader, "sock", None)
-        if not isinstance(size, int) or size <= 0 or self.length <= 0 or not isinstance(sock, socket.socket):
-            return length_read(self, size)
-        size = min(self.length, size)
+        if size <= 0 or not isinstance(sock, socket.socket):
+            data = length_read(self, size) if size > 0 else b""
+            view[:len(data)] = data
+            return len(data)
         pending = self.unreader.buf.getvalue()  # what came in with the headers, or after the last read
         self.unreader.buf = io.BytesIO()
         if len(pending) >= size:
             self.unreader.unread(pending[size:])
+            view[:size] = pending[:size]
             self.length -= size
-            return pending[:size]
-        block = bytearray(size)
-        block[:len(pending)] = pending
-        view = memoryview(block)
+            return size
+        view[:len(pending)] = pending
         got = len(pending)
         while got < size:
-            n = sock.recv_into(view[got:], size - got, socket.MSG_WAITALL)
+            n = sock.recv_into(view[got:size], size - got, socket.MSG_WAITALL)
             if n == 0:  # the client went away: as gunicorn's own reader, return what there is
                 break
             got += n
         self.length -= size
-        return bytes(view[:got])
+        return got
+
+    def read_length(self: body.LengthReader, size: int) -> bytes:
+        if not isinstance(size, int) or size <= 0 or self.length <= 0:
+            return length_read(self, size)
+        block = bytearray(min(self.length, size))
+        got = length_readinto(self, block)
+        return bytes(block) if got == len(block) else bytes(block[:got])
 
     def read(self: body.Body, size: int | None = None) -> bytes:
         size = self.getsize(size)
@@ -76,9 +86,18 @@ def read_bodies_in_large_blocks() -> None:
         self.buf.write(rest)
         return ret
 
+    def readinto(self: body.Body, buffer: bytearray | memoryview) -> int:
+        if self.buf.tell() == 0 and isinstance(self.reader, body.LengthReader):
+            return length_readinto(self.reader, buffer)
+        data = read(self, len(buffer))
+        memoryview(buffer).cast("B")[:len(data)] = data
+        return len(data)
+
     read_length.layerdeck = True  # type: ignore[attr-defined]
     body.LengthReader.read = read_length  # type: ignore[method-assign]
+    body.LengthReader.readinto = length_readinto  # type: ignore[attr-defined]
     body.Body.read = read  # type: ignore[method-assign]
+    body.Body.readinto = readinto  # type: ignore[attr-defined]
 
 
 def serve(host: str, port: int, threads: int) -> None:

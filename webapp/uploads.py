@@ -8,7 +8,7 @@ import tempfile
 import threading
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 
 class HashingFile:
@@ -45,6 +45,9 @@ SPOOL_BUDGET = 48 * 1024**2
 # Blocks received but not yet hashed; the receiving thread waits when the hasher is this far behind.
 PENDING_BLOCKS = 4
 
+# A raw body is received in blocks this large, each into a buffer of its own that the spool then keeps.
+BLOCK_BYTES = 1024**2
+
 _spooled_lock = threading.Lock()
 _spooled_total = 0  # bytes held in memory by all SpooledUploads
 
@@ -65,6 +68,31 @@ def _give_back(size: int) -> None:
         _spooled_total -= size
 
 
+class ReadsInto(Protocol):
+    def readinto(self, buffer: bytearray | memoryview, /) -> int | None: ...
+
+
+def receive(stream: ReadsInto, spool: SpooledUpload, length: int | None) -> None:
+    """Read a request body of `length` bytes (None: until the end) into `spool`. Each block is received in
+    place into a fresh buffer that the spool keeps: no byte is copied after the socket's own copy, which for
+    a megabytes-large archive is what a cached rebuild's request mostly costs."""
+    remaining = length
+    while remaining is None or remaining > 0:
+        size = BLOCK_BYTES if remaining is None else min(BLOCK_BYTES, remaining)
+        block = bytearray(size)
+        view = memoryview(block)
+        got = 0
+        while got < size and (n := stream.readinto(view[got:])):
+            got += n
+        view.release()
+        if got:
+            spool.write(block if got == size else block[:got])
+        if got < size:
+            return
+        if remaining is not None:
+            remaining -= got
+
+
 class SpooledUpload:
     """A request body as it arrives: hashed (and, past SPOOL_BYTES or the shared SPOOL_BUDGET, written to a
     temporary file) on a helper thread while the next block is received, so receiving and hashing overlap
@@ -74,9 +102,9 @@ class SpooledUpload:
     def __init__(self, folder: Path, spool_bytes: int = SPOOL_BYTES) -> None:
         self._folder = folder
         self._spool_bytes = spool_bytes
-        self._blocks: queue.Queue[bytes | None] = queue.Queue(maxsize=PENDING_BLOCKS)
+        self._blocks: queue.Queue[bytes | bytearray | None] = queue.Queue(maxsize=PENDING_BLOCKS)
         self._hash = hashlib.sha256()
-        self._memory: list[bytes] = []
+        self._memory: list[bytes | bytearray] = []
         self._file: IO[bytes] | None = None
         self._error: BaseException | None = None
         self.size = 0
@@ -111,7 +139,8 @@ class SpooledUpload:
         _give_back(sum(len(b) for b in self._memory))
         self._memory.clear()
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray) -> None:
+        """Take a block (kept as it is: the caller must not change it afterwards)."""
         if self._error is not None:
             raise self._error
         self._blocks.put(data)

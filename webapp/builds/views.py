@@ -6,6 +6,7 @@ import json
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import cast
 
 from flask import (
     Blueprint,
@@ -43,7 +44,7 @@ from webapp.extensions import db
 from webapp.models import Build, BuildEvent, Run
 from webapp.paging import newest_first
 from webapp.streaming import IDLE, Revoked
-from webapp.uploads import SpooledUpload
+from webapp.uploads import ReadsInto, SpooledUpload, receive
 
 bp = Blueprint("builds", __name__)
 
@@ -151,8 +152,7 @@ def create_build() -> tuple[Response, int]:
         with service.early_start(app, options, request.content_length) as early, \
                 SpooledUpload(Path(app.config["DATA_DIR"]) / "tmp") as body:
             checked = service.Precheck(app, options, actor())  # while the archive arrives
-            while chunk := request.stream.read(1024**2):
-                body.write(chunk)
+            receive(cast(ReadsInto, request.stream), body, request.content_length)  # werkzeug's LimitedStream
             body.finish()
             upload = service.Upload(spooled=body, archive_sha256=body.sha256(),
                                     from_folder=request.args.get("context_source") == "folder")
