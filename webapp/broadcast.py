@@ -18,30 +18,42 @@ MAX_BACKLOG = 5000
 
 
 class Subscription:
+    """One viewer's live messages, in the batches the journal committed them in: one wake-up per batch."""
+
     def __init__(self, build_id: int) -> None:
         self.build_id = build_id
-        self._queue: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[list[dict[str, Any]]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._held = 0  # messages in the queue
         self.overflowed = False
 
-    def put(self, message: dict[str, Any]) -> None:
-        if self._queue.qsize() >= MAX_BACKLOG:
-            self.overflowed = True
-            return
-        self._queue.put(message)
+    def put(self, messages: list[dict[str, Any]]) -> None:
+        with self._lock:
+            if self._held + len(messages) > MAX_BACKLOG:
+                self.overflowed = True
+                return
+            self._held += len(messages)
+        self._queue.put(messages)
 
-    def get(self, timeout: float) -> dict[str, Any] | None:
+    def get(self, timeout: float) -> list[dict[str, Any]] | None:
+        """The next batch, oldest first; None when none came within `timeout` seconds."""
         try:
-            return self._queue.get(timeout=timeout)
+            batch = self._queue.get(timeout=timeout)
         except queue.Empty:
             return None
+        with self._lock:
+            self._held -= len(batch)
+        return batch
 
     def drain_overflow(self) -> None:
         """Forget the backlog after an overflow; the caller replays from the database."""
         while True:
             try:
-                self._queue.get_nowait()
+                batch = self._queue.get_nowait()
             except queue.Empty:
                 break
+            with self._lock:
+                self._held -= len(batch)
         self.overflowed = False
 
 
@@ -68,5 +80,4 @@ class Hub:
         with self._lock:
             subs = list(self._subs.get(build_id, ()))
         for sub in subs:
-            for message in messages:
-                sub.put(message)
+            sub.put(messages)

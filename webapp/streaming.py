@@ -71,18 +71,23 @@ def follow(hub: Hub, key: int, *, after: int, replay: Callable[[int, int], list[
                     if not allowed():
                         raise Revoked
                     checked = time.monotonic()
-                live = sub.get(timeout=1.0)
-                if live is None:
+                live_batch = sub.get(timeout=1.0)
+                if live_batch is None:
                     yield IDLE
                     continue
-                if live["seq"] <= last:
-                    continue
-                if live["seq"] != last + 1:
-                    break  # a gap can only mean a lost backlog: replay from the database
-                yield live
-                last, last_type = live["seq"], live["type"]
-                if last_type == "end" and over():
-                    return
+                gap = False
+                for live in live_batch:
+                    if live["seq"] <= last:
+                        continue
+                    if live["seq"] != last + 1:
+                        gap = True  # a gap can only mean a lost backlog: replay from the database
+                        break
+                    yield live
+                    last, last_type = live["seq"], live["type"]
+                    if last_type == "end" and over():
+                        return
+                if gap:
+                    break
             sub.drain_overflow()
     finally:
         hub.unsubscribe(sub)
