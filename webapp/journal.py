@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import sqlite3
 import threading
 from collections import defaultdict
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from flask import Flask
 from sqlalchemy import bindparam, func, select
 
 from webapp.broadcast import Hub
-from webapp.db import begin_write
+from webapp.db import begin_write, plain_connection
 from webapp.extensions import db
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,12 @@ class Journal:
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._states: dict[int, _State] = {}
         self._compiled: dict[tuple[str, tuple[str, ...]], tuple[str, tuple[str, ...]]] = {}
+        # On SQLite, batches of nothing but lines and steps of owners already known go through a connection
+        # of the journal's own, without the ORM's session (see _write).
+        self._plain: sqlite3.Connection | None = None
+        self._plain_dialect: Any = None
+        self._plain_checked = False
+        self._driver: sqlite3.Connection | None = None  # the plain connection, during a batch written on it
         self._thread = threading.Thread(target=self._run, name=f"layerdeck-{self.what}-journal", daemon=True)
         self._thread.start()
 
@@ -110,6 +117,11 @@ class Journal:
         """Forget what was kept in memory for an owner that has ended (or for all after a failed batch)."""
         self._states.pop(owner_id, None)
 
+    def plain(self, item: _Item) -> bool:
+        """Whether the message can be written without the ORM's session: a log line of an owner whose state
+        is known. Subclasses add their own kinds."""
+        return item.kind == "log" and item.owner_id in self._states
+
     # --- writing (the journal thread) ----------------------------------------------------------------
     # Log lines and a subclass's own messages are written with plain SQL statements; the ORM, several
     # times dearer per row, is used only where a status or end message needs the owner's whole row.
@@ -131,8 +143,12 @@ class Journal:
                     break
                 items.append(nxt)
             try:
-                with self._app.app_context():
-                    self._write(items)
+                plain = self._plain_connection()
+                if plain is not None and all(item.kind == "sync" or self.plain(item) for item in items):
+                    self._write(items, plain)
+                else:
+                    with self._app.app_context():
+                        self._write(items, None)
             except Exception:  # the journal must outlive one bad batch
                 log.exception("could not write %d %s events", len(items), self.what)
                 for owner_id in list(self._states):
@@ -142,25 +158,40 @@ class Journal:
                     if item.done is not None:
                         item.done.set()
             if stopping:
-                return
+                break
+        if self._plain is not None:
+            self._plain.close()
+            self._plain = None
+
+    def _plain_connection(self) -> sqlite3.Connection | None:
+        if not self._plain_checked:
+            self._plain_checked = True
+            with self._app.app_context():
+                self._plain = plain_connection(db.engine)
+                self._plain_dialect = db.engine.dialect
+        return self._plain
 
     def execute_many(self, name: str, statement: Any, rows: list[dict[str, Any]]) -> None:
         """Run an INSERT or UPDATE for `rows` (all with the same keys) in the batch's transaction. On SQLite
         it goes straight to the driver's cursor, compiled once per `name` and set of keys: for the few rows
         of a batch SQLAlchemy's work per statement cost more than SQLite's own, on the thread every live
         message waits for."""
-        connection = db.session.connection()
-        if connection.dialect.name != "sqlite":
-            db.session.execute(statement, rows)
-            return
+        driver: Any
+        if self._driver is not None:  # a batch on the journal's own connection
+            driver, dialect = self._driver, self._plain_dialect
+        else:
+            connection = db.session.connection()
+            if connection.dialect.name != "sqlite":
+                db.session.execute(statement, rows)
+                return
+            driver, dialect = connection.connection.driver_connection, connection.dialect
+        assert driver is not None
         keys = tuple(rows[0])
         compiled = self._compiled.get((name, keys))
         if compiled is None:
-            done = statement.compile(dialect=connection.dialect, column_keys=list(keys))
+            done = statement.compile(dialect=dialect, column_keys=list(keys))
             compiled = self._compiled[(name, keys)] = (str(done), tuple(done.positiontup or ()))
         sql, order = compiled
-        driver = connection.connection.driver_connection
-        assert driver is not None
         cursor = driver.cursor()
         try:
             cursor.executemany(sql, [tuple(row[key] for key in order) for row in rows])
@@ -181,9 +212,35 @@ class Journal:
             self._states[owner_id] = state
         return state
 
-    def _write(self, items: list[_Item]) -> None:
-        session = db.session
-        begin_write()
+    def _write(self, items: list[_Item], plain: sqlite3.Connection | None = None) -> None:
+        """One transaction for the batch: on the session, or on `plain` (the journal's own SQLite connection)
+        when every message is one plain() accepts. A session costs about a millisecond a batch in
+        SQLAlchemy's own work, and most of a build's batches are only lines and steps."""
+        if plain is None:
+            begin_write()
+        else:
+            plain.execute("BEGIN IMMEDIATE")
+            self._driver = plain
+        try:
+            published, ended = self._write_batch(items)
+            if plain is None:
+                db.session.commit()
+            else:
+                plain.execute("COMMIT")
+        except BaseException:
+            if plain is not None and plain.in_transaction:
+                plain.execute("ROLLBACK")
+            raise
+        finally:
+            self._driver = None
+        for owner_id, messages in published.items():
+            self._hub.publish(owner_id, messages)
+        for owner_id in ended:
+            self.drop(owner_id)
+
+    def _write_batch(self, items: list[_Item]) -> tuple[dict[int, list[dict[str, Any]]], list[int]]:
+        """The batch's statements, in the transaction _write began; returns the messages to publish once it
+        is committed (by owner) and the owners that ended."""
         rows: list[dict[str, Any]] = []
         published: dict[int, list[dict[str, Any]]] = defaultdict(list)
         owners: dict[int, Any] = {}  # rows loaded for status and end messages
@@ -198,7 +255,7 @@ class Journal:
             published[owner_id].append(message)
 
         def owner_row(owner_id: int, state: _State) -> Any:
-            owner: Any = owners.get(owner_id) or session.get(self.owner_model, owner_id)
+            owner: Any = owners.get(owner_id) or db.session.get(self.owner_model, owner_id)
             owners[owner_id] = owner
             owner.log_bytes, owner.log_truncated = state.log_bytes, state.truncated
             return owner
@@ -218,7 +275,7 @@ class Journal:
                 owner = owner_row(item.owner_id, state)
                 for key, value in item.data.items():
                     setattr(owner, key, value)
-                session.flush()
+                db.session.flush()
                 add(item.owner_id, "status", {self.what: self.snapshot(owner)})
             elif item.kind == "end":
                 add(item.owner_id, "end", self.end_message(owner_row(item.owner_id, state)))
@@ -236,11 +293,7 @@ class Journal:
             owner.log_bytes, owner.log_truncated = state.log_bytes, state.truncated
         if rows:
             self.execute_many("events", self.event_model.__table__.insert(), rows)
-        session.commit()
-        for owner_id, messages in published.items():
-            self._hub.publish(owner_id, messages)
-        for owner_id in ended:
-            self.drop(owner_id)
+        return published, ended
 
     def _add_log(self, owner_id: int, state: _State, data: dict[str, Any], add: Add) -> None:
         if state.truncated:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from typing import Any
 
+import pytest
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from webapp.extensions import db
 from webapp.journal import _Item
@@ -77,3 +79,55 @@ def test_a_step_reported_again_in_a_later_batch_updates_its_row(make_app: Any) -
     with app.app_context():
         rows = list(db.session.scalars(select(Step).where(Step.build_id == build_id)))
     assert [(r.status, r.error) for r in rows] == [("failed", "exit code 1")]
+
+
+def test_lines_and_steps_of_a_known_build_go_through_the_journals_own_connection(make_app: Any) -> None:
+    app = make_app(start=False)
+    journal = app.extensions["layerdeck.journal"]
+    build_id = new_build(app)
+    first = [_Item(build_id, "step", step(1, "running", None)), _Item(build_id, "log", {"step": 1, "stream": "stdout",
+                                                                                         "text": "one"})]
+    assert not any(journal.plain(item) for item in first)  # the build's state and steps are not read yet
+    with app.app_context():
+        journal._write(first)
+    later = [_Item(build_id, "log", {"step": 1, "stream": "stdout", "text": "two"}),
+             _Item(build_id, "step", step(1, "built", False)), _Item(build_id, "step", step(2, "running", None))]
+    assert all(journal.plain(item) for item in later)
+    assert not journal.plain(_Item(build_id, "status", {})) and not journal.plain(_Item(build_id, "end"))
+    assert not journal.plain(_Item(build_id + 1, "log", {"step": None, "stream": "stdout", "text": "x"}))
+    plain = journal._plain_connection()
+    assert plain is not None
+    live = app.extensions["layerdeck.hub"].subscribe(build_id)
+    journal._write(later, plain)  # no app context: no session is involved
+    assert not plain.in_transaction
+    assert [m["seq"] for m in live.get(timeout=1) or []] == [3, 4, 5]
+    with app.app_context():
+        rows = {s.index: s.status for s in db.session.scalars(select(Step).where(Step.build_id == build_id))}
+        events = [e.message() for e in db.session.scalars(
+            select(BuildEvent).where(BuildEvent.build_id == build_id).order_by(BuildEvent.seq))]
+        build = db.session.get(Build, build_id)
+        assert build is not None and build.log_bytes == len("one\n") + len("two\n")
+    assert rows == {1: "built", 2: "running"}
+    assert [(e["seq"], e["type"]) for e in events] == [(1, "step"), (2, "log"), (3, "log"), (4, "step"), (5, "step")]
+
+
+def test_a_plain_batch_that_fails_leaves_nothing_and_publishes_nothing(make_app: Any) -> None:
+    app = make_app(start=False)
+    journal = app.extensions["layerdeck.journal"]
+    build_id = new_build(app)
+    with app.app_context():
+        journal._write([_Item(build_id, "step", step(1, "running", None))])
+    plain = journal._plain_connection()
+    live = app.extensions["layerdeck.hub"].subscribe(build_id)
+    # The step's update is written, then the line's event breaks a constraint (its seq is taken already).
+    journal._states[build_id].seq = 0
+    batch = [_Item(build_id, "step", step(1, "built", False)),
+             _Item(build_id, "log", {"step": 1, "stream": "stdout", "text": "x"})]
+    assert all(journal.plain(item) for item in batch)
+    with pytest.raises(sqlite3.IntegrityError):
+        journal._write(batch, plain)
+    assert not plain.in_transaction and live.get(timeout=0.1) is None
+    with app.app_context():
+        assert [s.status for s in db.session.scalars(select(Step).where(Step.build_id == build_id))] == ["running"]
+        assert db.session.scalar(select(func.count()).select_from(BuildEvent)
+                                 .where(BuildEvent.build_id == build_id)) == 1

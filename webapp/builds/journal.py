@@ -91,6 +91,11 @@ class BuildJournal(Journal):
             row["miss_reason"] = json.dumps(raw["miss_reason"]) if raw["miss_reason"] is not None else None
         add(owner_id, "step", {"step": step_row_to_dict(row)})
 
+    def plain(self, item: _Item) -> bool:
+        # A step of a build whose steps were read once (the first step message of a build is not plain).
+        return (item.kind == "step" and item.owner_id in self._steps and item.owner_id in self._states) \
+            or super().plain(item)
+
     def settle(self) -> None:
         """Write the steps changed since the last call: one statement per kind, each step once."""
         if not self._unwritten:
