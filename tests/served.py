@@ -84,7 +84,11 @@ def layerdeck_serve(data_dir: Path, log_path: Path | None = None, **env: str) ->
         yield Served(url, data_dir, proc, tokens)
     finally:
         proc.terminate()
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # still clean up after it: its images would block later runs' tags
+            proc.kill()
+            proc.wait(timeout=30)
         log.close()
         instance = data_dir / "instance-id"
         if instance.exists():

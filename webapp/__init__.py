@@ -8,6 +8,7 @@ import logging
 import os
 import secrets
 import shutil
+import threading
 import uuid
 from pathlib import Path
 from typing import IO, Any
@@ -36,6 +37,16 @@ class LayerdeckRequest(Request):
         return HashingFile(folder)  # type: ignore[return-value]
 
 
+class DaemonThread(threading.Thread):
+    """Each websocket's reader thread. After its socket closes it sleeps out the ping interval before it
+    ends, and the server's exit waits for every thread that is not a daemon: `layerdeck serve` then took
+    the whole 20 s of gunicorn's graceful timeout to stop once any page had followed a build."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.daemon = True
+
+
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Make the app; its build workers start with start_background() once the database is migrated."""
     app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
@@ -52,7 +63,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     # Room for the form fields around the archive; the archive itself is checked against the cap again.
     app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_UPLOAD_SIZE"] + 64 * 1024
     app.config["MAX_FORM_MEMORY_SIZE"] = 2 * 1024**2  # a pasted Dockerfile and options
-    app.config["SOCK_SERVER_OPTIONS"] = {"ping_interval": app.config["WS_PING_INTERVAL"]}
+    app.config["SOCK_SERVER_OPTIONS"] = {"ping_interval": app.config["WS_PING_INTERVAL"],
+                                         "thread_class": DaemonThread}
     app.json.sort_keys = False  # type: ignore[attr-defined]
     data_dir.mkdir(parents=True, exist_ok=True)
     (data_dir / "tmp").mkdir(exist_ok=True)

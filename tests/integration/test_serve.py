@@ -20,6 +20,7 @@ from alembic.migration import MigrationContext
 from flask import Flask
 
 from tests.helpers import tar_bytes
+from tests.wsclient import WSClient
 from webapp.extensions import db
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -116,6 +117,21 @@ def test_a_fresh_install_prints_a_setup_link_then_serves_a_signed_in_team(tmp_pa
         assert followed.status_code == 202
         assert lines[-1] == {"type": "end", "seq": len(lines) - 1, "status": "succeeded"}
         assert any(m["type"] == "step" and m["step"]["cached"] for m in lines[1:])
+
+        # A page that followed a build live over the websocket and left: the server still stops at once
+        # (the socket's reader thread used to hold the exit for the whole 20 s graceful timeout).
+        again = script.post(url + "/api/v1/builds", data={"dockerfile_text": f"FROM {base_image}\nRUN echo live\n"},
+                            timeout=60).json()
+        ws = WSClient(url.replace("http://", "ws://") + again["ws_url"], headers=[("Authorization", f"Bearer {token}")])
+        replayed = []
+        while (data := ws.receive()) is not None:
+            replayed.append(json.loads(data))
+            if replayed[-1]["type"] == "end":
+                break
+        ws.close()
+        assert replayed[-1] == {"type": "end", "seq": len(replayed), "status": "succeeded"}
+        proc.terminate()
+        proc.wait(timeout=10)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
