@@ -14,6 +14,10 @@ from typing import Any
 import docker
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from webapp.extensions import db
+from webapp.models import BuildEvent
 
 FINISHED = {"succeeded", "failed", "cancelled", "interrupted", "timed_out"}
 MTIME = 1_700_000_000
@@ -88,16 +92,26 @@ def wait_for_build(client: FlaskClient, build_id: int, timeout: float = 180) -> 
     while time.monotonic() < deadline:
         build = client.get(f"/api/v1/builds/{build_id}").get_json()
         if build["status"] in FINISHED:
-            # The journal publishes the final status before it commits the last lines' neighbours? No:
-            # status and end are written in order, so once `end` is stored everything before it is too.
             return wait_for_end(client, build_id, build)
         time.sleep(0.1)
     raise AssertionError(f"build {build_id} did not finish within {timeout} s")
 
 
-def wait_for_end(client: FlaskClient, build_id: int, build: dict[str, Any]) -> dict[str, Any]:
+def wait_for_end(client: FlaskClient, build_id: int, build: dict[str, Any], timeout: float = 30) -> dict[str, Any]:
+    """Wait until the build's `end` message is stored too. The worker emits it just after the final status,
+    so a poll can see that status before the `end` is even queued, and journal.sync() alone would not wait
+    for it; messages are written in order, so once `end` is stored everything before it is too."""
     app: Flask = client.application
-    app.extensions["layerdeck.journal"].sync()
+    deadline = time.monotonic() + timeout
+    while True:
+        app.extensions["layerdeck.journal"].sync()
+        with app.app_context():
+            last = db.session.scalar(select(BuildEvent.type).where(BuildEvent.build_id == build_id)
+                                     .order_by(BuildEvent.seq.desc()).limit(1))
+        if last == "end":
+            break
+        assert time.monotonic() < deadline, f"build {build_id} is {build['status']} but its end never came"
+        time.sleep(0.02)
     result: dict[str, Any] = client.get(f"/api/v1/builds/{build_id}").get_json()
     return result
 

@@ -18,7 +18,7 @@ def make_folder(root: Path, base_image: str, marker: str) -> Path:
     (folder / "app").mkdir(parents=True)
     (folder / "Dockerfile").write_text(
         f"FROM {base_image}\nWORKDIR /srv\nCOPY requirements.txt .\n"
-        "RUN echo installing requirements && sleep 1 && cat requirements.txt\n"
+        "RUN echo installing requirements && sleep 3 && cat requirements.txt\n"
         "COPY ./app ./app\nRUN echo '<b>not bold</b>' && ls app\n"
     )
     (folder / "requirements.txt").write_text(f"flask==3.0  # {marker}\n")
@@ -48,7 +48,7 @@ def test_upload_a_folder_watch_it_build_then_rebuild_from_cache(
     page.click('[data-testid="submit"]')
     page.wait_for_url(re.compile(r"/builds/\d+$"))
 
-    # Steps arrive live; the RUN with `sleep 1` is seen running before it is built.
+    # Steps arrive live; the RUN with `sleep 3` is seen running before it is built.
     page.wait_for_selector('[data-testid="step"][data-status="running"]', timeout=60_000)
     wait_for_status(page, "succeeded")
     badges = step_badges(page)
@@ -71,7 +71,7 @@ def test_upload_a_folder_watch_it_build_then_rebuild_from_cache(
     assert [text.strip().upper() for _, text in badges[1:]] == ["CACHED"] * 5
     summary = page.locator('[data-testid="cache-summary"]')
     assert summary.get_attribute("data-hits") == "5" and summary.get_attribute("data-total") == "5"
-    # The `sleep 1` step alone took a second when it was really built: the cache saved at least that.
+    # The `sleep 3` step alone took seconds when it was really built: the cache saved at least that.
     assert float(page.locator('[data-testid="cache-saved"]').inner_text().split(" s saved")[0]) >= 1.0
     shot(page, f"build-rebuild-cached-{builder}")
     assert page.console_errors == []

@@ -28,7 +28,7 @@ def demo_context(base_image: str, marker: str) -> bytes:
         "Dockerfile": (
             f"FROM {base_image}\nWORKDIR /app\nCOPY requirements.txt .\n"
             "RUN echo installing && sleep 1 && cat requirements.txt > /installed.txt\n"
-            "COPY ./app ./app\nRUN echo compiling && sleep 1 && ls app > /app-files.txt\n"
+            "COPY ./app ./app\nRUN echo compiling && sleep 3 && ls app > /app-files.txt\n"
         ),
         "requirements.txt": f"flask==3.0\nrequests==2.32  # {marker}\n",
         "app/main.py": APP,

@@ -7,6 +7,7 @@ import contextlib
 import json
 import socket
 import threading
+import uuid
 from typing import Any
 
 import docker
@@ -205,12 +206,13 @@ def test_the_stored_log_is_capped_with_a_visible_line_while_the_build_goes_on(ma
 
 
 def test_builds_past_the_concurrency_limit_wait_their_turn(make_app: Any, base_image: str) -> None:
+    mark = uuid.uuid4().hex  # no earlier build (of this run or another) has this step cached
     app = make_app(CONCURRENT_BUILDS=1)
     client = app.test_client()
-    slow = {"Dockerfile": f"FROM {base_image}\nRUN sleep 2; echo {id(client)}\n"}
+    slow = {"Dockerfile": f"FROM {base_image}\nRUN sleep 2; echo {mark}\n"}
     first = submit(client, tar_bytes(slow)).get_json()
     assert first["status"] == "running"  # the free worker took it straight away
-    second = submit(client, tar_bytes({"Dockerfile": f"FROM {base_image}\nRUN echo second {id(client)}\n"})).get_json()
+    second = submit(client, tar_bytes({"Dockerfile": f"FROM {base_image}\nRUN echo second {mark}\n"})).get_json()
     waiting = client.get(f"/api/v1/builds/{second['id']}").get_json()
     assert waiting["status"] == "queued"
     assert waiting["queue_position"] == 1
@@ -289,7 +291,8 @@ def test_the_same_upload_again_reuses_its_stored_context(app: Any, client: Flask
 
 
 def test_a_raw_archive_body_with_options_in_the_query_string_builds(client: FlaskClient, base_image: str) -> None:
-    files = {"Dockerfile": f"FROM {base_image} AS one\nARG X\nRUN echo raw $X {id(client)}\n"
+    mark = uuid.uuid4().hex  # no earlier build (of this run or another) has this step cached
+    files = {"Dockerfile": f"FROM {base_image} AS one\nARG X\nRUN echo raw $X {mark}\n"
                            "FROM one AS two\nRUN echo two\n"}
     response = client.post("/api/v1/builds", data=tar_bytes(files), content_type="application/x-tar",
                            query_string={"tag": "layerdeck-test/raw:1", "target": "one",
@@ -304,9 +307,10 @@ def test_a_raw_archive_body_with_options_in_the_query_string_builds(client: Flas
 def test_a_script_can_name_a_stored_archive_by_its_digest_instead_of_sending_it(
     client: FlaskClient, base_image: str
 ) -> None:
+    mark = uuid.uuid4().hex  # no earlier build (of this run or another) has this step cached
     import hashlib
 
-    archive = tar_bytes({"Dockerfile": f"FROM {base_image}\nRUN echo digest-first {id(client)}\n"})
+    archive = tar_bytes({"Dockerfile": f"FROM {base_image}\nRUN echo digest-first {mark}\n"})
     digest = hashlib.sha256(archive).hexdigest()
     unknown = client.post("/api/v1/builds", query_string={"context_digest": f"sha256:{digest}"})
     assert unknown.status_code == 409
@@ -348,7 +352,8 @@ def test_a_build_of_a_dockerfile_that_copies_code_before_installing_gets_advice(
 def test_a_cached_rebuild_is_credited_with_the_time_its_steps_took_when_really_built(
     client: FlaskClient, base_image: str, builder: str
 ) -> None:
-    dockerfile = f"FROM {base_image}\nRUN echo {builder}-{id(client)} && sleep 1\nRUN echo second\n"
+    mark = uuid.uuid4().hex  # no earlier build (of this run or another) has this step cached
+    dockerfile = f"FROM {base_image}\nRUN echo {builder}-{mark} && sleep 1\nRUN echo second\n"
     first = build_ok(client, tar_bytes({"Dockerfile": dockerfile}), tag="layerdeck-test/saved:1", builder=builder)
     assert first["cache"]["saved_s"] == 0.0
     again = build_ok(client, tar_bytes({"Dockerfile": dockerfile}), tag="layerdeck-test/saved:2", builder=builder)
@@ -417,7 +422,8 @@ def test_builds_reach_an_engine_over_tcp_too(make_app: Any, base_image: str, bui
 
 def test_a_script_can_build_and_follow_the_build_in_one_request(app: Any, client: FlaskClient, base_image: str,
                                                                 builder: str) -> None:
-    dockerfile = f"FROM {base_image}\nRUN echo followed {id(client)} {builder}\nRUN echo second\n"
+    mark = uuid.uuid4().hex  # no earlier build (of this run or another) has this step cached
+    dockerfile = f"FROM {base_image}\nRUN echo followed {mark} {builder}\nRUN echo second\n"
     response = client.post("/api/v1/builds", data=tar_bytes({"Dockerfile": dockerfile}),
                            content_type="application/x-tar", query_string={"follow": "1", "builder": builder})
     assert response.status_code == 202 and response.mimetype == "application/x-ndjson"
@@ -427,7 +433,7 @@ def test_a_script_can_build_and_follow_the_build_in_one_request(app: Any, client
     # Exactly what its websocket replays: every message in order, ending with the end.
     assert [m["seq"] for m in messages] == list(range(1, len(messages) + 1))
     assert messages[-1] == {"type": "end", "seq": len(messages), "status": "succeeded"}
-    assert any(m["type"] == "log" and f"followed {id(client)}" in m["text"] for m in messages)
+    assert any(m["type"] == "log" and f"followed {mark}" in m["text"] for m in messages)
     app.extensions["layerdeck.journal"].sync()
     with app.app_context():
         stored = [e.message() for e in db.session.scalars(

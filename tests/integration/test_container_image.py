@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import socket
 import subprocess
 import time
 import uuid
@@ -99,12 +98,6 @@ def layerdeck_image(debian_base: str) -> Iterator[str]:
         client.close()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def layerdeck_container(docker_client: docker.DockerClient, layerdeck_image: str) -> Iterator[Any]:
     """Run as docker-compose.yml runs it: the socket mounted, its group added, a named volume for /data,
@@ -120,7 +113,7 @@ def layerdeck_container(docker_client: docker.DockerClient, layerdeck_image: str
             volumes={str(sock): {"bind": "/var/run/docker.sock", "mode": "rw"},
                      volume.name: {"bind": "/data", "mode": "rw"}},
             group_add=[str(sock.stat().st_gid)],
-            ports={"8000/tcp": ("127.0.0.1", free_port())},
+            ports={"8000/tcp": ("127.0.0.1", None)},  # a free port the engine picks
             environment={"DOCKER_CONFIG": "/opt/layerdeck/docker-config"},
             read_only=True, tmpfs={"/tmp": ""}, cap_drop=["ALL"], security_opt=["no-new-privileges:true"],
             healthcheck={"interval": SECOND, "timeout": 10 * SECOND, "start_period": 60 * SECOND, "retries": 3},

@@ -292,12 +292,18 @@ def test_with_every_worker_busy_nothing_is_started_early(
                        query_string={"tag": tag, "builder": "buildkit"}).status_code == 202
     first = wait_for_build(client, 1)
     assert first["status"] == "succeeded"
+    runner = app.extensions["layerdeck.runner"]
+    deadline = time.monotonic() + 10  # its worker frees itself just after the build's last message
+    while not runner.has_idle_worker():
+        assert time.monotonic() < deadline, "the worker never came free"
+        time.sleep(0.01)
     busy = client.post("/api/v1/builds", data=tar_bytes({"Dockerfile": f"FROM {base_image}\nRUN sleep 30\n"}),
                        content_type="application/x-tar", query_string={"builder": "buildkit"}).get_json()
     assert busy["status"] == "running"
     queued = client.post("/api/v1/builds", query_string={"tag": tag, "builder": "buildkit",
                                                          "context_digest": digest}).get_json()
     assert queued["status"] == "queued"
+    assert calls.wait(lambda: len(calls.started) >= 2)  # the busy build's worker asks the engine on its own time
     assert [r.tag for r in calls.started] == [tag, None]  # the first build, and the sleeping one: no guess
     assert client.post(f"/api/v1/builds/{busy['id']}/cancel").status_code in (200, 202)
     build = wait_for_build(client, queued["id"])
@@ -345,6 +351,7 @@ def test_garbage_of_a_known_size_is_refused_and_its_early_build_stopped(
                              timeout=60)
     assert response.status_code == 400
     assert "archive" in response.json()["error"]["message"]  # a sentence that says what is wrong
+    assert calls.wait(lambda: len(calls.started) == 2)  # asked on a side thread: maybe after the reply
     early = calls.started[1]
     assert early.tag is None
     assert calls.wait(lambda: early.build_id in calls.cancelled)

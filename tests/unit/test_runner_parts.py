@@ -27,7 +27,7 @@ def test_deadlines_stop_running_builds_in_time_order_and_leave_finished_ones_alo
     late, early, finished = _Active(), _Active(), _Active()
     finished.finish()
     now = time.monotonic()
-    deadlines.add(now + 0.3, late)
+    deadlines.add(now + 1.0, late)  # far enough after `early` that no stall of the test's thread passes it
     deadlines.add(now + 0.05, early)
     deadlines.add(now + 0.01, finished)
     assert wait_until(lambda: early.reason == "timed_out")
