@@ -47,9 +47,30 @@ PENDING_BLOCKS = 4
 
 # A raw body is received in blocks this large, each into a buffer of its own that the spool then keeps.
 BLOCK_BYTES = 1024**2
+# Blocks an upload is done with are kept for the next one, up to this many: a fresh megabyte costs the
+# kernel 256 page faults and zeroing, about 5 ms of CPU for an 8 MB upload, while the engine builds.
+POOL_BLOCKS = 16
 
 _spooled_lock = threading.Lock()
 _spooled_total = 0  # bytes held in memory by all SpooledUploads
+_pool: list[bytearray] = []  # free blocks of BLOCK_BYTES, under _spooled_lock
+
+
+def take_block() -> bytearray:
+    """A BLOCK_BYTES buffer to receive into: one a finished upload gave back, or a new one. Its old bytes
+    are overwritten before anything reads them (receive() hands on only what it filled)."""
+    with _spooled_lock:
+        if _pool:
+            return _pool.pop()
+    return bytearray(BLOCK_BYTES)
+
+
+def give_block(block: bytes | bytearray) -> None:
+    """A block nothing refers to any more (the caller's word), for take_block() to hand out again."""
+    if isinstance(block, bytearray) and len(block) == BLOCK_BYTES:
+        with _spooled_lock:
+            if len(_pool) < POOL_BLOCKS:
+                _pool.append(block)
 
 
 def _hold(size: int) -> bool:
@@ -79,15 +100,20 @@ def receive(stream: ReadsInto, spool: SpooledUpload, length: int | None) -> None
     remaining = length
     while remaining is None or remaining > 0:
         size = BLOCK_BYTES if remaining is None else min(BLOCK_BYTES, remaining)
-        block = bytearray(size)
+        block = take_block() if size == BLOCK_BYTES else bytearray(size)
         view = memoryview(block)
         got = 0
-        while got < size and (n := stream.readinto(view[got:])):
-            got += n
-        view.release()
-        if got:
-            spool.write(block if got == size else block[:got])
-        if got < size:
+        try:
+            while got < size and (n := stream.readinto(view[got:])):
+                got += n
+        finally:
+            view.release()
+        if got == size:
+            spool.write(block)
+        else:  # the end of a body of unknown length, or a client that stopped short: hand on a copy
+            if got:
+                spool.write(block[:got])
+            give_block(block)
             return
         if remaining is not None:
             remaining -= got
@@ -122,6 +148,7 @@ class SpooledUpload:
                     self._file = self._spill()
                 if self._file is not None:
                     self._file.write(block)
+                    give_block(block)
                 else:
                     self._memory.append(block)
                 self.size += len(block)
@@ -137,10 +164,13 @@ class SpooledUpload:
 
     def _release(self) -> None:
         _give_back(sum(len(b) for b in self._memory))
+        for block in self._memory:
+            give_block(block)
         self._memory.clear()
 
     def write(self, data: bytes | bytearray) -> None:
-        """Take a block (kept as it is: the caller must not change it afterwards)."""
+        """Take a block (kept as it is: the caller must not change it afterwards; a bytearray of BLOCK_BYTES
+        goes back to the pool once it is written out or the upload is closed)."""
         if self._error is not None:
             raise self._error
         self._blocks.put(data)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import threading
 from pathlib import Path
@@ -70,3 +71,38 @@ def test_uploads_in_progress_share_one_memory_budget(tmp_path: Path, monkeypatch
         assert len(list(tmp_path.iterdir())) == 1
         assert second.path().read_bytes() == b"b" * 60_000
     assert uploads._spooled_total == 0  # all given back
+
+
+def received(tmp_path: Path, data: bytes, spool_bytes: int = uploads.SPOOL_BYTES) -> tuple[bytes, str]:
+    with SpooledUpload(tmp_path, spool_bytes=spool_bytes) as upload:
+        uploads.receive(io.BytesIO(data), upload, len(data))
+        upload.finish()
+        return upload.path().read_bytes(), upload.sha256()
+
+
+def test_received_blocks_go_back_to_the_pool_and_a_reused_block_never_shows_old_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(uploads, "_pool", [])
+    first = os.urandom(3 * uploads.BLOCK_BYTES)
+    assert received(tmp_path, first) == (first, hashlib.sha256(first).hexdigest())
+    pooled = list(uploads._pool)
+    assert len(pooled) == 3  # held in memory, given back when the upload closed
+    # A shorter upload into the same buffers: its last, partial block is a copy, never a stale tail.
+    second = os.urandom(uploads.BLOCK_BYTES + 1000)
+    assert received(tmp_path, second) == (second, hashlib.sha256(second).hexdigest())
+    assert {id(b) for b in uploads._pool} == {id(b) for b in pooled}  # the same buffers, none lost or new
+    # Spilled to disk as it arrives: each block goes back once written.
+    third = os.urandom(3 * uploads.BLOCK_BYTES)
+    assert received(tmp_path, third, spool_bytes=uploads.BLOCK_BYTES) == (third, hashlib.sha256(third).hexdigest())
+    assert len(uploads._pool) == 3 and list(tmp_path.iterdir()) == []
+
+
+def test_the_pool_keeps_no_more_than_its_cap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(uploads, "_pool", [])
+    monkeypatch.setattr(uploads, "POOL_BLOCKS", 2)
+    data = os.urandom(5 * uploads.BLOCK_BYTES)
+    assert received(tmp_path, data)[0] == data
+    assert len(uploads._pool) == 2
+    uploads.give_block(bytearray(10))  # not a whole block: never pooled
+    assert all(len(b) == uploads.BLOCK_BYTES for b in uploads._pool)
