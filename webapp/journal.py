@@ -37,9 +37,10 @@ Add = Callable[[int, str, dict[str, Any]], None]  # (owner id, message type, mes
 @dataclass
 class _Item:
     owner_id: int
-    kind: str  # log | status | end | sync, or a subclass's own (step)
+    kind: str  # log | status | sync, or a subclass's own (step)
     data: dict[str, Any] = field(default_factory=dict)
     done: threading.Event | None = None
+    end: bool = False  # a status followed by the owner's end message, in the same batch
 
 
 @dataclass
@@ -75,10 +76,12 @@ class Journal:
 
     def status(self, owner_id: int, **changes: Any) -> None:
         """Apply changes to the owner's row (possibly none) and send it as it then is."""
-        self._queue.put(_Item(owner_id, "status", changes))
+        self._queue.put(_Item(owner_id, "status", self.status_changes(owner_id, changes)))
 
-    def end(self, owner_id: int) -> None:
-        self._queue.put(_Item(owner_id, "end"))
+    def finish(self, owner_id: int, **changes: Any) -> None:
+        """The owner's last status, then its `end`: written, committed and published together, so no viewer
+        (or reader of the database) ever sees the one without the other."""
+        self._queue.put(_Item(owner_id, "status", self.status_changes(owner_id, changes), end=True))
 
     def sync(self, timeout: float = 30) -> None:
         """Wait until everything emitted before this call is committed and published."""
@@ -95,6 +98,10 @@ class Journal:
         self._queue.put(_Item(owner_id, "log", data))
 
     # --- what subclasses decide ------------------------------------------------------------------------
+
+    def status_changes(self, owner_id: int, changes: dict[str, Any]) -> dict[str, Any]:
+        """The changes a status message makes, as they are to be stored and sent."""
+        return changes
 
     def snapshot(self, owner: Any) -> dict[str, Any]:
         raise NotImplementedError
@@ -277,9 +284,9 @@ class Journal:
                     setattr(owner, key, value)
                 db.session.flush()
                 add(item.owner_id, "status", {self.what: self.snapshot(owner)})
-            elif item.kind == "end":
-                add(item.owner_id, "end", self.end_message(owner_row(item.owner_id, state)))
-                ended.append(item.owner_id)
+                if item.end:
+                    add(item.owner_id, "end", self.end_message(owner))
+                    ended.append(item.owner_id)
             else:
                 self.handle(item.owner_id, item, add)
         self.settle()

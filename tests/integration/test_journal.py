@@ -39,8 +39,7 @@ def test_one_batch_writes_each_step_once_and_its_status_counts_them(make_app: An
         _Item(build_id, "step", step(1, "cached", True)),
         _Item(build_id, "step", step(2, "running", None)),
         _Item(build_id, "step", step(2, "built", False, miss_reason={"kind": "files_changed", "paths": ["a"]})),
-        _Item(build_id, "status", {"status": "succeeded", "finished_at": time.time()}),
-        _Item(build_id, "end"),
+        _Item(build_id, "status", {"status": "succeeded", "finished_at": time.time()}, end=True),
     ]
     with app.app_context():
         journal._write(items)  # as the journal thread does with whatever has arrived since its last commit
@@ -93,7 +92,8 @@ def test_lines_and_steps_of_a_known_build_go_through_the_journals_own_connection
     later = [_Item(build_id, "log", {"step": 1, "stream": "stdout", "text": "two"}),
              _Item(build_id, "step", step(1, "built", False)), _Item(build_id, "step", step(2, "running", None))]
     assert all(journal.plain(item) for item in later)
-    assert not journal.plain(_Item(build_id, "status", {})) and not journal.plain(_Item(build_id, "end"))
+    assert not journal.plain(_Item(build_id, "status", {})) and not journal.plain(_Item(build_id, "status", {},
+                                                                                         end=True))
     assert not journal.plain(_Item(build_id + 1, "log", {"step": None, "stream": "stdout", "text": "x"}))
     plain = journal._plain_connection()
     assert plain is not None
@@ -131,3 +131,16 @@ def test_a_plain_batch_that_fails_leaves_nothing_and_publishes_nothing(make_app:
         assert [s.status for s in db.session.scalars(select(Step).where(Step.build_id == build_id))] == ["running"]
         assert db.session.scalar(select(func.count()).select_from(BuildEvent)
                                  .where(BuildEvent.build_id == build_id)) == 1
+
+
+def test_finish_sends_the_last_status_and_the_end_as_one_batch(make_app: Any) -> None:
+    app = make_app(start=False)
+    journal = app.extensions["layerdeck.journal"]
+    build_id = new_build(app)
+    live = app.extensions["layerdeck.hub"].subscribe(build_id)
+    journal.finish(build_id, status="failed", finished_at=time.time(), error="it broke")
+    journal.sync()
+    batch = live.get(timeout=5)
+    assert batch is not None and [m["type"] for m in batch] == ["status", "end"]
+    assert batch[0]["build"]["status"] == "failed" and batch[1] == {"type": "end", "seq": 2, "status": "failed"}
+    assert live.get(timeout=0.1) is None

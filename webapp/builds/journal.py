@@ -52,10 +52,10 @@ class BuildJournal(Journal):
     def log(self, build_id: int, step: int | None, stream: str, text: str) -> None:
         self._put_log(build_id, {"step": step, "stream": stream, "text": self._mask(build_id, text)})
 
-    def status(self, owner_id: int, **changes: Any) -> None:
+    def status_changes(self, owner_id: int, changes: dict[str, Any]) -> dict[str, Any]:
         if isinstance(changes.get("error"), str):
-            changes["error"] = self._mask(owner_id, changes["error"])
-        super().status(owner_id, **changes)
+            changes = {**changes, "error": self._mask(owner_id, changes["error"])}
+        return changes
 
     def snapshot(self, owner: Any) -> dict[str, Any]:
         steps = self._steps.get(owner.id)

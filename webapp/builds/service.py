@@ -632,8 +632,7 @@ def cancel_queued(app: Flask, build_id: int) -> bool:
         return False
     runner: BuildRunner = app.extensions["layerdeck.runner"]
     runner.secrets.pop(build_id, None)
-    runner.journal.status(build_id)
-    runner.journal.end(build_id)
+    runner.journal.finish(build_id)
     return True
 
 
@@ -902,9 +901,8 @@ class BuildRunner:
                 log.exception("build %s crashed", build_id)
                 if isinstance(taken, Job) and not taken.wait_recorded():
                     continue  # never recorded: nothing to say (the finally below still frees the worker)
-                self.journal.status(build_id, status=BuildStatus.FAILED, finished_at=time.time(),
+                self.journal.finish(build_id, status=BuildStatus.FAILED, finished_at=time.time(),
                                     error=f"Layerdeck failed while running this build: {exc}")
-                self.journal.end(build_id)
             finally:
                 with self._active_lock:
                     self._active.pop(build_id, None)
@@ -976,10 +974,9 @@ class BuildRunner:
         if missing:  # cannot happen in one process; refuse rather than build with the mask as the value
             if not job.wait_recorded():
                 return
-            self.journal.status(build_id, status=BuildStatus.FAILED, finished_at=time.time(),
+            self.journal.finish(build_id, status=BuildStatus.FAILED, finished_at=time.time(),
                                 error=f"The values of its secret build args ({', '.join(missing)}) are gone; "
                                       "start the build again.")
-            self.journal.end(build_id)
             return
         request = dataclasses.replace(job.request, build_args={**job.request.build_args, **secrets})
         self.journal.hide(build_id, list(secrets.values()))
@@ -1002,10 +999,9 @@ class BuildRunner:
             return
         explainer, credits = prepared.get()
         saved = time_saved(credits, {i: s["instruction"] for i, s in steps.items() if s.get("cached")})
-        self.journal.status(build_id, status=status, finished_at=time.time(), image_id=image_id, error=error,
+        self.journal.finish(build_id, status=status, finished_at=time.time(), image_id=image_id, error=error,
                             saved_s=saved, base_images=json.dumps(dict(explainer.new.base_images)),
                             compared_with=explainer.old.id if explainer.old else None)
-        self.journal.end(build_id)
         self.journal.forget(build_id)
 
     def _stream(self, job: Job, request: BuildRequest, active: _Active, prepared: _Prepared,
@@ -1218,7 +1214,6 @@ def settle_interrupted(app: Flask, journal: BuildJournal) -> list[int]:
         db.session.commit()
     for row in rows:
         was = "running" if row.status == BuildStatus.RUNNING else "queued"
-        journal.status(row.id, status=BuildStatus.INTERRUPTED, finished_at=time.time(),
+        journal.finish(row.id, status=BuildStatus.INTERRUPTED, finished_at=time.time(),
                        error=INTERRUPTED_MESSAGE.format(was=was))
-        journal.end(row.id)
     return ids

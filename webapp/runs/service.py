@@ -527,8 +527,7 @@ class RunManager:
                 changes["exit_code"] = state.get("ExitCode")
                 changes["finished_at"] = _engine_time(state.get("FinishedAt")) or time.time()
             db.session.rollback()
-        self.journal.status(run_id, **changes)
-        self.journal.end(run_id)
+        self.journal.finish(run_id, **changes)
 
 
 def _last_line_time(run_id: int) -> float | None:
