@@ -598,7 +598,14 @@ def _record_build(app: Flask, options: BuildOptions, dockerfile: str, ctx: Store
             if early is not None and early.take(job.request):
                 job = job.taking_over(early)  # the engine is already at it
             runner.hand(job)
-        db.session.commit()
+        # The row is as this request wrote it: keep its values rather than read them all back at the first
+        # attribute the caller touches (a query while the engine builds, and the build's reply waits).
+        session = db.session()
+        session.expire_on_commit = False
+        try:
+            db.session.commit()
+        finally:
+            session.expire_on_commit = True
     except BaseException:
         db.session.rollback()
         if handover is not None:
