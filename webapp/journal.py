@@ -68,6 +68,7 @@ class Journal:
         self._plain: sqlite3.Connection | None = None
         self._plain_dialect: Any = None
         self._plain_checked = False
+        self._processors: dict[str, Any] = {}  # column name -> its type's result processor (None: none needed)
         self._driver: sqlite3.Connection | None = None  # the plain connection, during a batch written on it
         self._thread = threading.Thread(target=self._run, name=f"layerdeck-{self.what}-journal", daemon=True)
         self._thread.start()
@@ -126,8 +127,38 @@ class Journal:
 
     def plain(self, item: _Item) -> bool:
         """Whether the message can be written without the ORM's session: a log line of an owner whose state
-        is known. Subclasses add their own kinds."""
+        is known. Subclasses add their own kinds, and status messages whose snapshot needs no session
+        (written by _plain_owner)."""
         return item.kind == "log" and item.owner_id in self._states
+
+    def _plain_owner(self, owner_id: int, state: _State, changes: dict[str, Any]) -> Any:
+        """A status on the journal's own connection: the owner's row read, `changes` (and the log's size)
+        written with one UPDATE, and the row as it now is returned as a transient model object, for
+        snapshot() and end_message() to read as they read a loaded one."""
+        assert self._driver is not None
+        table = self.owner_model.__table__
+        cursor = self._driver.execute(f'SELECT * FROM "{table.name}" WHERE id = ?', (owner_id,))
+        try:
+            names = [d[0] for d in cursor.description]
+            raw = cursor.fetchone()
+        finally:
+            cursor.close()
+        if raw is None:
+            raise LookupError(f"{self.what} {owner_id} is gone")
+        values: dict[str, Any] = {}
+        for name, value in zip(names, raw, strict=True):
+            column = table.c.get(name)
+            if column is None:
+                continue
+            processor = self._processors.get(name, False)
+            if processor is False:  # as the ORM would load it: SQLite's 0 and 1 as booleans, and so on
+                processor = self._processors[name] = column.type.result_processor(self._plain_dialect, None)
+            values[column.key] = processor(value) if processor is not None and value is not None else value
+        written = {**changes, "log_bytes": state.log_bytes, "log_truncated": state.truncated}
+        values.update(written)
+        self.execute_many("status " + ",".join(written), table.update().where(table.c.id == bindparam("owner")),
+                          [{"owner": owner_id, **written}])
+        return self.owner_model(**values)
 
     # --- writing (the journal thread) ----------------------------------------------------------------
     # Log lines and a subclass's own messages are written with plain SQL statements; the ORM, several
@@ -151,10 +182,10 @@ class Journal:
                 items.append(nxt)
             try:
                 plain = self._plain_connection()
-                if plain is not None and all(item.kind == "sync" or self.plain(item) for item in items):
-                    self._write(items, plain)
-                else:
-                    with self._app.app_context():
+                with self._app.app_context():  # a snapshot may look up a name even in a plain batch
+                    if plain is not None and all(item.kind == "sync" or self.plain(item) for item in items):
+                        self._write(items, plain)
+                    else:
                         self._write(items, None)
             except Exception:  # the journal must outlive one bad batch
                 log.exception("could not write %d %s events", len(items), self.what)
@@ -279,10 +310,13 @@ class Journal:
                 logged.add(item.owner_id)
             elif item.kind == "status":
                 self.settle()
-                owner = owner_row(item.owner_id, state)
-                for key, value in item.data.items():
-                    setattr(owner, key, value)
-                db.session.flush()
+                if self._driver is not None:  # a batch plain() accepted whole
+                    owner = self._plain_owner(item.owner_id, state, item.data)
+                else:
+                    owner = owner_row(item.owner_id, state)
+                    for key, value in item.data.items():
+                        setattr(owner, key, value)
+                    db.session.flush()
                 add(item.owner_id, "status", {self.what: self.snapshot(owner)})
                 if item.end:
                     add(item.owner_id, "end", self.end_message(owner))

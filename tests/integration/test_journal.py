@@ -144,3 +144,36 @@ def test_finish_sends_the_last_status_and_the_end_as_one_batch(make_app: Any) ->
     assert batch is not None and [m["type"] for m in batch] == ["status", "end"]
     assert batch[0]["build"]["status"] == "failed" and batch[1] == {"type": "end", "seq": 2, "status": "failed"}
     assert live.get(timeout=0.1) is None
+
+
+def test_a_plain_last_status_says_what_the_api_says(make_app: Any) -> None:
+    app = make_app(start=False)
+    journal = app.extensions["layerdeck.journal"]
+    build_id = new_build(app)
+    with app.app_context():
+        build = db.session.get(Build, build_id)
+        assert build is not None
+        build.no_cache, build.tag = True, "demo/app:1"  # a boolean SQLite hands back as 1
+        db.session.commit()
+        journal._write([_Item(build_id, "step", step(1, "running", None))])
+    last = _Item(build_id, "status", {"status": "succeeded", "finished_at": 12.5, "image_id": "sha256:abc",
+                                      "saved_s": 1.5}, end=True)
+    batch = [_Item(build_id, "step", step(1, "cached", True)),
+             _Item(build_id, "log", {"step": 1, "stream": "stdout", "text": "done"}), last]
+    assert all(journal.plain(item) for item in batch)
+    assert not journal.plain(_Item(build_id, "status", {}))  # the row as it is: may be queued
+    assert not journal.plain(_Item(build_id, "status", {"status": "queued"}))
+    live = app.extensions["layerdeck.hub"].subscribe(build_id)
+    plain = journal._plain_connection()
+    assert plain is not None
+    with app.app_context():
+        journal._write(batch, plain)
+    messages = live.get(timeout=1)
+    assert messages is not None and [m["type"] for m in messages] == ["step", "log", "status", "end"]
+    status = messages[2]["build"]
+    api = app.test_client().get(f"/api/v1/builds/{build_id}").get_json()
+    assert status == {k: v for k, v in api.items() if k not in ("steps", "advice")}
+    assert status["options"]["no_cache"] is True and status["status"] == "succeeded"
+    assert status["log"] == {"bytes": len("done\n"), "truncated": False} and status["cache"]["hits"] == 1
+    assert messages[3] == {"type": "end", "seq": 5, "status": "succeeded"}
+    assert build_id not in journal._states  # ended: forgotten

@@ -11,7 +11,7 @@ from webapp.builds.options import SECRET_MASK
 from webapp.builds.present import STEP_COLUMNS, build_to_dict, step_row_to_dict
 from webapp.extensions import db
 from webapp.journal import Add, Journal, _Item, truncation_notice
-from webapp.models import Build, BuildEvent, Step
+from webapp.models import Build, BuildEvent, BuildStatus, Step
 
 
 class BuildJournal(Journal):
@@ -92,9 +92,12 @@ class BuildJournal(Journal):
         add(owner_id, "step", {"step": step_row_to_dict(row)})
 
     def plain(self, item: _Item) -> bool:
-        # A step of a build whose steps were read once (the first step message of a build is not plain).
-        return (item.kind == "step" and item.owner_id in self._steps and item.owner_id in self._states) \
-            or super().plain(item)
+        # A step of a build whose steps were read once (the first step message of a build is not plain),
+        # and a status that sets one other than queued (a queued build's snapshot counts the queue ahead).
+        known = item.owner_id in self._steps and item.owner_id in self._states
+        if item.kind == "status":
+            return known and item.data.get("status", BuildStatus.QUEUED) != BuildStatus.QUEUED
+        return (item.kind == "step" and known) or super().plain(item)
 
     def settle(self) -> None:
         """Write the steps changed since the last call: one statement per kind, each step once."""
