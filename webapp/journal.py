@@ -10,13 +10,14 @@ obeys the cap. Subclasses say which rows own the messages and how a status messa
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import queue
 import sqlite3
 import threading
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -60,7 +61,8 @@ class Journal:
         self._app = app
         self._hub = hub
         self._log_cap = log_cap
-        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Item | list[_Item] | None] = queue.SimpleQueue()
+        self._gathering = threading.local()  # .items: what together() is gathering on this thread
         self._states: dict[int, _State] = {}
         self._compiled: dict[tuple[str, tuple[str, ...]], tuple[str, tuple[str, ...]]] = {}
         # On SQLite, batches of nothing but lines and steps of owners already known go through a connection
@@ -77,15 +79,17 @@ class Journal:
 
     def status(self, owner_id: int, **changes: Any) -> None:
         """Apply changes to the owner's row (possibly none) and send it as it then is."""
-        self._queue.put(_Item(owner_id, "status", self.status_changes(owner_id, changes)))
+        self._put(_Item(owner_id, "status", self.status_changes(owner_id, changes)))
 
     def finish(self, owner_id: int, **changes: Any) -> None:
         """The owner's last status, then its `end`: written, committed and published together, so no viewer
         (or reader of the database) ever sees the one without the other."""
-        self._queue.put(_Item(owner_id, "status", self.status_changes(owner_id, changes), end=True))
+        self._put(_Item(owner_id, "status", self.status_changes(owner_id, changes), end=True))
 
     def sync(self, timeout: float = 30) -> None:
         """Wait until everything emitted before this call is committed and published."""
+        if getattr(self._gathering, "items", None) is not None:
+            raise RuntimeError("journal.sync() inside journal.together() would wait for itself")
         done = threading.Event()
         self._queue.put(_Item(0, "sync", done=done))
         if not done.wait(timeout):
@@ -96,7 +100,29 @@ class Journal:
         self._thread.join(timeout=10)
 
     def _put_log(self, owner_id: int, data: dict[str, Any]) -> None:
-        self._queue.put(_Item(owner_id, "log", data))
+        self._put(_Item(owner_id, "log", data))
+
+    def _put(self, item: _Item) -> None:
+        gathered: list[_Item] | None = getattr(self._gathering, "items", None)
+        if gathered is not None:
+            gathered.append(item)
+        else:
+            self._queue.put(item)
+
+    @contextlib.contextmanager
+    def together(self) -> Iterator[None]:
+        """What this thread emits inside the block reaches the journal as one item, so it is written in one
+        batch: one transaction, and one wake-up for each viewer (a build's last lines and its end)."""
+        if getattr(self._gathering, "items", None) is not None:
+            raise RuntimeError("journal.together() blocks do not nest")
+        items: list[_Item] = []
+        self._gathering.items = items
+        try:
+            yield
+        finally:
+            self._gathering.items = None
+            if items:
+                self._queue.put(items)
 
     # --- what subclasses decide ------------------------------------------------------------------------
 
@@ -169,7 +195,7 @@ class Journal:
             first = self._queue.get()
             if first is None:
                 return
-            items = [first]
+            items = first if isinstance(first, list) else [first]
             stopping = False
             while len(items) < MAX_BATCH:
                 try:
@@ -179,7 +205,10 @@ class Journal:
                 if nxt is None:
                     stopping = True
                     break
-                items.append(nxt)
+                if isinstance(nxt, list):
+                    items.extend(nxt)
+                else:
+                    items.append(nxt)
             try:
                 plain = self._plain_connection()
                 with self._app.app_context():  # a snapshot may look up a name even in a plain batch

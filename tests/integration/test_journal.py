@@ -177,3 +177,25 @@ def test_a_plain_last_status_says_what_the_api_says(make_app: Any) -> None:
     assert status["log"] == {"bytes": len("done\n"), "truncated": False} and status["cache"]["hits"] == 1
     assert messages[3] == {"type": "end", "seq": 5, "status": "succeeded"}
     assert build_id not in journal._states  # ended: forgotten
+
+
+def test_what_is_emitted_together_is_written_and_published_as_one_batch(make_app: Any) -> None:
+    app = make_app(start=False)
+    journal = app.extensions["layerdeck.journal"]
+    build_id = new_build(app)
+    live = app.extensions["layerdeck.hub"].subscribe(build_id)
+    with journal.together():
+        journal.log(build_id, None, "system", "Successfully tagged demo/app:1")
+        journal.finish(build_id, status="succeeded", finished_at=time.time())
+        with pytest.raises(RuntimeError):
+            journal.sync()  # would wait for what is only sent when the block ends
+        with pytest.raises(RuntimeError), journal.together():
+            pass
+        assert live.get(timeout=0.2) is None  # nothing sent before the block ends
+    journal.sync()
+    batch = live.get(timeout=5)
+    assert batch is not None and [(m["seq"], m["type"]) for m in batch] == [(1, "log"), (2, "status"), (3, "end")]
+    journal.log(build_id, None, "system", "after")  # outside the block: sent as it comes again
+    journal.sync()
+    after = live.get(timeout=5)
+    assert after is not None and [m["text"] for m in after] == ["after"]

@@ -47,7 +47,7 @@ class BuildJournal(Journal):
         for key in ("instruction", "error"):
             if isinstance(step.get(key), str):
                 step[key] = self._mask(build_id, step[key])
-        self._queue.put(_Item(build_id, "step", step))
+        self._put(_Item(build_id, "step", step))
 
     def log(self, build_id: int, step: int | None, stream: str, text: str) -> None:
         self._put_log(build_id, {"step": step, "stream": stream, "text": self._mask(build_id, text)})

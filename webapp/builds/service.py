@@ -993,8 +993,9 @@ class BuildRunner:
         active = self._activate(job)
         self._deadlines.add(time.monotonic() + self.timeout, active)
         steps: dict[int, dict[str, Any]] = {}  # each step as last reported, by index
+        closing: list[str] = []  # system lines that go out with the build's last status
         try:
-            status, image_id, error = self._stream(job, request, active, prepared, steps)
+            status, image_id, error = self._stream(job, request, active, prepared, steps, closing)
         finally:
             active.finish()
             self._deadlines.done()
@@ -1006,13 +1007,16 @@ class BuildRunner:
             return
         explainer, credits = prepared.get()
         saved = time_saved(credits, {i: s["instruction"] for i, s in steps.items() if s.get("cached")})
-        self.journal.finish(build_id, status=status, finished_at=time.time(), image_id=image_id, error=error,
-                            saved_s=saved, base_images=json.dumps(dict(explainer.new.base_images)),
-                            compared_with=explainer.old.id if explainer.old else None)
+        with self.journal.together():  # one batch: the build's last milliseconds hold one commit, not two
+            for line in closing:
+                self.journal.log(build_id, None, "system", line)
+            self.journal.finish(build_id, status=status, finished_at=time.time(), image_id=image_id, error=error,
+                                saved_s=saved, base_images=json.dumps(dict(explainer.new.base_images)),
+                                compared_with=explainer.old.id if explainer.old else None)
         self.journal.forget(build_id)
 
     def _stream(self, job: Job, request: BuildRequest, active: _Active, prepared: _Prepared,
-                seen: dict[int, dict[str, Any]]) -> tuple[str, str | None, str | None]:
+                seen: dict[int, dict[str, Any]], closing: list[str]) -> tuple[str, str | None, str | None]:
         build_id, dockerfile_text = job.build_id, job.dockerfile_text
         parser: ClassicParser | BuildKitParser
         if request.builder == "buildkit":
@@ -1064,7 +1068,7 @@ class BuildRunner:
             except LayerdeckError as exc:
                 return (BuildStatus.FAILED, None,
                         f"The image was built but could not be tagged {request.tag}: {exc.message}")
-            self.journal.log(build_id, None, "system", f"Successfully tagged {request.tag}")  # as the engine says
+            closing.append(f"Successfully tagged {request.tag}")  # as the engine says when it tags
         return BuildStatus.SUCCEEDED, result.image_id, None
 
     def _stopped(self, reason: str) -> tuple[str, None, str]:
