@@ -29,6 +29,7 @@ from tests.helpers import containers_left, tar_bytes, wait_for_build
 from webapp.builds import service
 from webapp.builds.options import BuildOptions
 from webapp.engine import BuildRequest
+from webapp.errors import Conflict
 from webapp.extensions import db
 from webapp.models import Build
 
@@ -276,6 +277,37 @@ def test_an_archive_named_by_its_digest_has_the_engine_started_before_its_build_
     assert [r.tag for r in calls.started] == [tag, None]  # untagged: asked before the row existed
     assert calls.tagged == [(build["image_id"], tag)] and calls.cancelled == []
     assert build["image_id"] == first["image_id"] == docker_client.images.get(tag).id
+
+
+def test_the_rebuild_button_has_the_engine_started_before_its_build_is_recorded(
+    app: Flask, url: str, base_image: str, docker_client: docker.DockerClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    archive = demo_context(base_image, f"print('hello {uuid.uuid4().hex}')\n")
+    calls, client, tag, first = uploaded_once(app, url, archive, "rebuild", monkeypatch)
+
+    response = client.post(f"/api/v1/builds/{first['id']}/rebuild")
+    assert response.status_code == 202, response.get_json()
+    build = wait_for_build(client, response.get_json()["id"])
+    assert build["status"] == "succeeded", build["error"]
+    assert build["rebuild_of"] == first["id"] and build["tag"] == tag
+    assert [r.tag for r in calls.started] == [tag, None]  # untagged: asked before the row existed
+    assert calls.tagged == [(build["image_id"], tag)] and calls.cancelled == []
+    assert build["image_id"] == first["image_id"] == docker_client.images.get(tag).id
+
+    # A rebuild refused by its checks (here the tag policy) stops the engine build it started.
+    def refuse(*_: Any) -> None:
+        raise Conflict("The tag is protected.", code="tag_protected")
+
+    monkeypatch.setattr(service, "check_tag_policy", refuse)
+    refused = client.post(f"/api/v1/builds/{first['id']}/rebuild")
+    assert refused.status_code == 409 and refused.get_json()["error"]["code"] == "tag_protected"
+    assert calls.wait(lambda: len(calls.started) == 3)
+    early = calls.started[2]
+    assert early.tag is None
+    assert calls.wait(lambda: early.build_id in calls.cancelled)
+    assert calls.tagged == [(build["image_id"], tag)]
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Build)) == 2
 
 
 def test_with_every_worker_busy_nothing_is_started_early(

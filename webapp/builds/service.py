@@ -403,9 +403,16 @@ def rebuild(app: Flask, build_id: int, by: Actor | None = None, secrets: dict[st
     source = _rebuild_source(app, build_id)
     options = _rebuild_options(source, secrets or {})
     by = by or Actor()
-    precheck(app, options, by)
-    return _record_build(app, options, source.dockerfile, _same_context(source), rebuild_of=source.id, by=by,
-                         on_record=on_record)
+    stored = _same_context(source)
+    checked = Precheck(app, options, by)  # on a side thread, waited for before the row is committed
+    # The context is known from the start: the engine can be at it while the build is recorded (EarlyStart).
+    started = _start_early(app, options, stored, source.dockerfile)
+    try:
+        return _record_build(app, options, source.dockerfile, stored, rebuild_of=source.id, by=by,
+                             on_record=on_record, checked=checked, early=started)
+    finally:
+        if started is not None:
+            started.abandon()  # unless its build took it over
 
 
 def edit_and_rebuild(app: Flask, build_id: int, edits: dict[str, bytes], by: Actor | None = None,
