@@ -194,7 +194,7 @@ class Journal:
         while True:
             first = self._queue.get()
             if first is None:
-                return
+                break
             items = first if isinstance(first, list) else [first]
             stopping = False
             while len(items) < MAX_BATCH:
