@@ -94,9 +94,9 @@ class ReadsInto(Protocol):
 
 
 def receive(stream: ReadsInto, spool: SpooledUpload, length: int | None) -> None:
-    """Read a request body of `length` bytes (None: until the end) into `spool`. Each block is received in
-    place into a fresh buffer that the spool keeps: no byte is copied after the socket's own copy, which for
-    a megabytes-large archive is what a cached rebuild's request mostly costs."""
+    """Read a request body of `length` bytes (None: until the end) into `spool`. Each whole block is
+    received in place into a buffer (from the pool) that the spool then keeps: no byte is copied after the
+    socket's own copy, which for a megabytes-large archive is what a cached rebuild's request mostly cost."""
     remaining = length
     while remaining is None or remaining > 0:
         size = BLOCK_BYTES if remaining is None else min(BLOCK_BYTES, remaining)
