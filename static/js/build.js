@@ -834,7 +834,8 @@ function applyMessage(msg) {
       return target === prep ? null : "steps";
     }
     case "status": {
-      if (!msg.build) return null;
+      // The page was drawn with this message or a later one already (the replay starts from seq 1).
+      if (!msg.build || msg.seq <= (build.rendered_seq || 0)) return null;
       const { steps: _ignored, ...rest } = msg.build;
       Object.assign(build, rest);
       return "header";

@@ -341,7 +341,8 @@ function applyBatch(batch) {
   for (const msg of batch) {
     if (msg.type === "step" && msg.step && msg.step.index !== undefined) {
       upsertStep(msg.step);
-    } else if (msg.type === "status" && msg.build) {
+    } else if (msg.type === "status" && msg.build && !(msg.seq <= (build.rendered_seq || 0))) {
+      // (a status at or below rendered_seq is older than what the page was drawn with)
       const { steps: _ignored, ...rest } = msg.build;
       Object.assign(build, rest);
     } else if (msg.type === "end") {
