@@ -195,13 +195,9 @@ def submit_build(app: Flask, upload: Upload, options: BuildOptions, by: Actor | 
     earlier = _stored_context(app, digest, limits)
     if earlier is not None:
         # The context is known: the engine can start on it while the build is recorded (see EarlyStart).
-        started = _start_early(app, options, earlier, dockerfile) if early is None else None
-        try:
+        with _until_taken(_start_early(app, options, earlier, dockerfile) if early is None else None) as started:
             build = _record_build(app, options, dockerfile, earlier, by=by, on_record=on_record,
                                   checked=checked, early=early or started)
-        finally:
-            if started is not None:
-                started.abandon()  # unless its build took it over
         _remember_upload(app, upload, build)
         return build
     if early is not None:
@@ -327,12 +323,17 @@ class EarlyStart:
             self._runner.early_slots.release()
 
 
-@contextlib.contextmanager
-def early_start(app: Flask, options: BuildOptions, size: int | None) -> Iterator[EarlyStart | None]:
+def early_start(app: Flask, options: BuildOptions, size: int | None) -> contextlib.AbstractContextManager[
+        EarlyStart | None]:
     """Start the engine on the stored context an upload of `size` bytes most likely is, before it arrives;
     yields None when there is none to guess or the build is not one to guess for (see EarlyStart). Whatever
     was started and not taken by the end of the block is stopped."""
-    early = _begin_early(app, options, size)
+    return _until_taken(_begin_early(app, options, size))
+
+
+@contextlib.contextmanager
+def _until_taken(early: EarlyStart | None) -> Iterator[EarlyStart | None]:
+    """`early` for the block; stopped at its end unless a build's worker took it over."""
     try:
         yield early
     finally:
@@ -406,13 +407,9 @@ def rebuild(app: Flask, build_id: int, by: Actor | None = None, secrets: dict[st
     stored = _same_context(source)
     checked = Precheck(app, options, by)  # on a side thread, waited for before the row is committed
     # The context is known from the start: the engine can be at it while the build is recorded (EarlyStart).
-    started = _start_early(app, options, stored, source.dockerfile)
-    try:
+    with _until_taken(_start_early(app, options, stored, source.dockerfile)) as started:
         return _record_build(app, options, source.dockerfile, stored, rebuild_of=source.id, by=by,
                              on_record=on_record, checked=checked, early=started)
-    finally:
-        if started is not None:
-            started.abandon()  # unless its build took it over
 
 
 def edit_and_rebuild(app: Flask, build_id: int, edits: dict[str, bytes], by: Actor | None = None,
