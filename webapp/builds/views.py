@@ -368,16 +368,16 @@ def build_page(build_id: int) -> str:
 
     build = find_build(build_id)
     runs = list(db.session.scalars(select(Run).where(Run.build_id == build_id).order_by(Run.id.desc()).limit(10)))
-    return render_template("build.html", build=as_rendered(build, build_to_dict(build)), runs=runs_to_dicts(runs))
+    return render_template("build.html", build=as_rendered(build), runs=runs_to_dicts(runs))
 
 
-def as_rendered(build: Build, shown: dict[str, object]) -> dict[str, object]:
+def as_rendered(build: Build) -> dict[str, object]:
     """A build as a page shows it, with the seq of its last message then (read in the same transaction as
     the row): the page replays every message over its websocket for the steps and the log, and a status
     message at or below that seq is older than what the page already shows, so it must not turn the
     header back (a finished build would flash `running`, and its Compare link would blink out)."""
     last = db.session.scalar(select(func.max(BuildEvent.seq)).where(BuildEvent.build_id == build.id))
-    return {**shown, "rendered_seq": int(last or 0)}
+    return {**build_to_dict(build), "rendered_seq": int(last or 0)}
 
 
 @bp.get("/builds/<int:a>/compare/<int:b>")
@@ -403,8 +403,7 @@ def compare_chosen() -> BaseResponse:
 @bp.get("/builds/<int:build_id>/present")
 @access(Level.READ)
 def present_page(build_id: int) -> str:
-    build = find_build(build_id)
-    return render_template("present.html", build=as_rendered(build, build_to_dict(build)))
+    return render_template("present.html", build=as_rendered(find_build(build_id)))
 
 
 @bp.get("/builds/new")
