@@ -188,7 +188,7 @@ class Journal:
 
     # --- writing (the journal thread) ----------------------------------------------------------------
     # Log lines and a subclass's own messages are written with plain SQL statements; the ORM, several
-    # times dearer per row, is used only where a status or end message needs the owner's whole row.
+    # times dearer per row, only for a status a subclass's plain() does not take (see _plain_owner).
 
     def _run(self) -> None:
         while True:
